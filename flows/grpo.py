@@ -1,0 +1,41 @@
+"""GRPO flow: each stage of `grpo.stages` in order, each starting from the previous checkpoint."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from flows.curate import curate_flow
+from flows.reporting import post_stage_artifact, prefect_tags
+from flows.sft import sft_flow
+from tasks.grpo import run_grpo_stage
+from tasks.recipe import GRPOStage, Recipe, stable_hash
+from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
+
+
+@task(name="train-grpo-stage")
+def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageOutput,
+                     parent_run_id: str | None) -> StageOutput:
+    stage: GRPOStage = recipe.grpo.stages[index]
+    key = stable_hash([recipe.digest("seed", f"grpo.stages.{index}"), data.key, init.key])
+    return run_stage(recipe, f"grpo-{stage.name}", key,
+                     lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out),
+                     parent_run_id=parent_run_id, params={"grpo": stage.model_dump(mode="json")},
+                     tags=prefect_tags())
+
+
+@flow(name="grpo")
+def grpo_flow(recipe: Recipe = Recipe(), data: str | None = None, init: str | None = None,
+              parent_run_id: str | None = None) -> list[StageOutput]:
+    """Steps: resolve the data and the starting checkpoint (stage directories or MLflow run
+    ids; run the upstream flows if absent); train each GRPO stage in order with its verifier
+    rewards, each from the previous stage's checkpoint. Returns one output per stage."""
+    configure_tracking(recipe.tracking)
+    data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
+    start = resolve_output(init) if init else sft_flow(recipe, data_out.path, parent_run_id)[-1]
+    outputs = []
+    for i, stage in enumerate(recipe.grpo.stages):
+        start = train_grpo_stage(recipe, i, data_out, start, parent_run_id)
+        post_stage_artifact(recipe.name, start, f"GRPO stage `{stage.name}` with rewards "
+                            + ", ".join(f"{r.name}×{r.weight}" for r in stage.rewards))
+        outputs.append(start)
+    return outputs

@@ -1,0 +1,44 @@
+"""SFT flow: the starting model (scratch or given), then cold-start SFT on verified traces."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from flows.curate import curate_flow
+from flows.reporting import post_stage_artifact, prefect_tags
+from tasks.recipe import Recipe, stable_hash
+from tasks.sft import prepare_base_model, run_sft
+from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
+
+
+@task(name="prepare-base-model")
+def prepare_base(recipe: Recipe, data: StageOutput, parent_run_id: str | None) -> StageOutput:
+    key = stable_hash([recipe.digest("seed", "model"), data.key])
+    return run_stage(recipe, "base", key, lambda out: prepare_base_model(recipe, data.path, out),
+                     parent_run_id=parent_run_id, params={"model": recipe.model.model_dump(mode="json")},
+                     tags=prefect_tags())
+
+
+@task(name="train-sft")
+def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_id: str | None) -> StageOutput:
+    key = stable_hash([recipe.digest("seed", "sft"), data.key, base.key])
+    return run_stage(recipe, "sft", key, lambda out: run_sft(recipe, data.path, base.path, out),
+                     parent_run_id=parent_run_id, params={"sft": recipe.sft.model_dump(mode="json")},
+                     tags=prefect_tags())
+
+
+@flow(name="sft")
+def sft_flow(recipe: Recipe = Recipe(), data: str | None = None,
+             parent_run_id: str | None = None) -> list[StageOutput]:
+    """Steps: resolve the curated data (a stage directory or MLflow run id; curate if absent);
+    save the starting model (tokenizer trained on our data + decoder from scratch, or
+    `model.name_or_path`); cold-start SFT with TRL when `sft.enabled`. Returns [base, sft]."""
+    configure_tracking(recipe.tracking)
+    data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
+    base = prepare_base(recipe, data_out, parent_run_id)
+    post_stage_artifact(recipe.name, base, "Starting model.")
+    if not recipe.sft.enabled:
+        return [base]
+    sft = train_sft(recipe, data_out, base, parent_run_id)
+    post_stage_artifact(recipe.name, sft, "Cold-start SFT checkpoint.")
+    return [base, sft]

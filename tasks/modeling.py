@@ -1,0 +1,102 @@
+"""The embedded default model: a tokenizer trained on our own data and a decoder from scratch.
+
+    tok = train_tokenizer(texts, vocab_size=256)
+    model = init_model(tok, ScratchModel())   # a transformers Qwen2/Llama, random weights
+
+Nothing here touches a hub. A recipe that names `model.name_or_path` skips all of this and
+loads that model and its tokenizer instead (see `load_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tasks.recipe import ScratchModel
+
+log = logging.getLogger(__name__)
+
+# ChatML, without a pre-filled <think>: the model writes the tag itself, so format rewards
+# can see it (a pre-filled tag is the classic cause of a format reward stuck at 0).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Ordinary added tokens, not special ones: decoding with skip_special_tokens=True must keep
+# them, or every format and answer regex silently fails.
+REASONING_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+
+
+def train_tokenizer(texts, vocab_size: int):
+    """A byte-level BPE trained on `texts`, with digits split one per token and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    # Single-digit tokens make arithmetic learnable for a tiny model (no "47" vs "4","7" split).
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_tokens(REASONING_TOKENS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
+    )
+    fast.padding_side = "left"  # generation batches are left-padded
+    return fast
+
+
+def init_model(tokenizer, spec: ScratchModel, seed: int):
+    """A randomly initialised decoder sized by `spec`, matched to `tokenizer`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if spec.architecture == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    log.info("initialised %s from scratch: %.2fM parameters", spec.architecture,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return model
+
+
+def load_model(path: str | Path):
+    """Model and tokenizer saved by `save_pretrained` (or any local HF model directory)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    return model, tok

@@ -1,0 +1,321 @@
+"""The recipe: one typed schema for a whole pipeline run, also the flows' parameter type.
+
+    recipe = load_recipe("configs/default.yaml", overrides=["grpo.stages.0.trainer.learning_rate=1e-5"])
+
+Every model forbids unknown keys. `load_recipe` turns pydantic's errors into one message per
+problem that names the key path, the bad value and what is allowed (the closest valid key for
+a typo), and checks every `trainer:` map against the installed TRL config dataclasses, all
+before any compute starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message lists every problem found."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# ---------------------------------------------------------------- model
+class ScratchModel(Section):
+    """Architecture of a decoder initialised from random weights (the embedded default)."""
+
+    architecture: Literal["qwen2", "llama"] = "qwen2"
+    hidden_size: int = Field(64, gt=0)
+    intermediate_size: int = Field(256, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    num_kv_heads: int = Field(2, gt=0)
+    max_position_embeddings: int = Field(256, gt=0)
+    vocab_size: int = Field(256, ge=64, description="Size of the BPE tokenizer trained on the curated data.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads})")
+        return self
+
+
+class ModelSection(Section):
+    name_or_path: str | None = Field(
+        None, description="A local model directory or hub id (hub ids need network). Empty: train a tokenizer "
+                          "on the curated data and initialise `scratch` from random weights.")
+    scratch: ScratchModel = ScratchModel()
+
+
+# ---------------------------------------------------------------- data
+class Source(Section):
+    """One raw source. `kind` picks which other fields apply."""
+
+    kind: Literal["synthetic", "jsonl", "hf"] = "synthetic"
+    name: str = Field("arithmetic", description="Generator name (synthetic), file path (jsonl) or hub id (hf).")
+    n: int | None = Field(None, gt=0, description="Rows to generate (synthetic) or to take at most.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the generator.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Canonical column <- source column, e.g. {question: problem}.")
+    answer_format: Literal["plain", "gsm8k", "boxed"] = Field(
+        "plain", description="How the gold answer is written in the source's answer column.")
+    split: str = "train"
+    weight: float = Field(1.0, gt=0, le=1, description="Fraction of this source's rows to keep.")
+
+    @model_validator(mode="after")
+    def _needs_n(self):
+        if self.kind == "synthetic" and self.n is None:
+            raise ValueError("a synthetic source needs `n`, the number of rows to generate")
+        return self
+
+
+class DataSection(Section):
+    sources: list[Source] = Field(default_factory=lambda: [Source(n=4000)], min_length=1)
+    eval_size: int = Field(200, gt=0, description="Held-out rows for evaluation (never trained on).")
+    sft_size: int = Field(1000, ge=0, description="Rows of the cold-start SFT set (0: no SFT data).")
+    max_prompt_chars: int = Field(2000, gt=0, description="Longer prompts are quarantined (TRL does not truncate them).")
+    system_prompt: str | None = Field(None, description="Optional system message before every question.")
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- training
+class SFTSection(Section):
+    enabled: bool = True
+    trainer: dict[str, Any] = Field(default_factory=dict, description="Any TRL SFTConfig field.")
+
+
+class RewardSpec(Section):
+    name: str = Field(..., description="A registered verifier, e.g. math_answer_reward.")
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GRPOStage(Section):
+    name: str = "stage-1"
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(name="math_answer_reward"), RewardSpec(name="format_reward", weight=0.2)],
+        min_length=1)
+    max_rows: int | None = Field(None, gt=0, description="Train on at most this many curated rows.")
+    trainer: dict[str, Any] = Field(default_factory=dict, description="Any TRL GRPOConfig field.")
+
+
+class GRPOSection(Section):
+    stages: list[GRPOStage] = Field(default_factory=lambda: [GRPOStage()])
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages):
+        names = [s.name for s in stages]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"stage names must be unique; repeated: {dup}")
+        return stages
+
+
+# ---------------------------------------------------------------- evaluation, tracking
+class EvaluationSection(Section):
+    checkpoints: list[Literal["base", "sft", "grpo"]] = Field(
+        default_factory=lambda: ["base", "sft", "grpo"],
+        description="Which checkpoints to evaluate; 'grpo' means every GRPO stage.")
+    samples: int = Field(4, gt=0, description="Samples per prompt; pass@1 is their mean (DeepSeek-R1 protocol).")
+    temperature: float = Field(0.6, ge=0, description="0 means greedy decoding (then samples must be 1).")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0)
+    limit: int | None = Field(None, gt=0, description="Evaluate at most this many held-out rows.")
+    seed: int = 1234
+    primary_metric: str = Field("heldout/pass_at_1", description="Metric that decides promotion.")
+    promotion_margin: float = Field(0.0, ge=0, description="Challenger must beat champion by more than this.")
+
+    @model_validator(mode="after")
+    def _greedy_single(self):
+        if self.temperature == 0 and self.samples != 1:
+            raise ValueError("greedy decoding (temperature 0) gives identical samples: set samples to 1")
+        return self
+
+
+class TrackingSection(Section):
+    runs_dir: str = Field("runs", description="Stage outputs, the MLflow store and artifacts live here.")
+    tracking_uri: str | None = Field(None, description="Empty: sqlite:///<runs_dir>/mlflow.db.")
+    experiment: str = "rlvr"
+    registered_model: str = Field("rlvr-default", description="MLflow registered model name.")
+
+
+class Recipe(Section):
+    """A whole pipeline run: data -> cold-start SFT -> GRPO stages -> evaluation -> promotion."""
+
+    name: str = "default"
+    seed: int = 0
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    sft: SFTSection = SFTSection()
+    grpo: GRPOSection = GRPOSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    tracking: TrackingSection = TrackingSection()
+
+    @model_validator(mode="after")
+    def _checks_across_sections(self):
+        if self.sft.enabled and self.data.sft_size == 0:
+            raise ValueError("sft.enabled is true but data.sft_size is 0: set sft_size > 0 or disable SFT")
+        return self
+
+    def digest(self, *parts: str) -> str:
+        """Stable hash of the named sections (e.g. "data", "sft"), for cache keys."""
+        return stable_hash({p: _get_path(self.model_dump(mode="json"), p) for p in parts})
+
+
+# ---------------------------------------------------------------- loading
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _get_path(d: Any, path: str) -> Any:
+    for part in path.split("."):
+        d = d[int(part)] if isinstance(d, list) else d[part]
+    return d
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.0.c=value` overrides (value parsed as YAML) to a raw recipe dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} is not of the form key.path=value")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = raw
+        for k in keys[:-1]:
+            if isinstance(node, list):
+                node = node[int(k)]
+            else:
+                node = node.setdefault(k, {})
+        last = keys[-1]
+        if isinstance(node, list):
+            node[int(last)] = yaml.safe_load(value)
+        else:
+            node[last] = yaml.safe_load(value)
+    return raw
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at `loc` (for 'did you mean')."""
+    cls: Any = Recipe
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        cls = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if cls is None:
+            return None
+    return cls
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "<recipe>"
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(loc)
+        valid = sorted(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key{hint} Valid keys here: {', '.join(valid)}"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    return f"{path}: {err['msg']} (got {shown})"
+
+
+def _check_trainer_keys(recipe: Recipe) -> list[str]:
+    """Each `trainer:` map must hold fields of the installed TRL config and build a valid config."""
+    import dataclasses
+    import tempfile
+
+    from trl import GRPOConfig, SFTConfig
+
+    problems = []
+    maps = [("sft.trainer", SFTConfig, recipe.sft.trainer)] + [
+        (f"grpo.stages.{i}.trainer", GRPOConfig, s.trainer) for i, s in enumerate(recipe.grpo.stages)]
+    for where, cls, trainer in maps:
+        fields = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = [k for k in trainer if k not in fields]
+        for k in unknown:
+            close = difflib.get_close_matches(k, sorted(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{where}.{k}: not a field of TRL {cls.__name__}{hint}")
+        if unknown or where == "sft.trainer" and not recipe.sft.enabled:
+            continue
+        try:  # the config's own cross-field checks (e.g. batch divisible by num_generations)
+            with tempfile.TemporaryDirectory() as tmp:
+                cls(**{"output_dir": tmp, "report_to": "none", "use_cpu": True, **trainer})
+        except (ValueError, TypeError) as e:
+            problems.append(f"{where}: TRL {cls.__name__} rejects these settings: {e}")
+    return problems
+
+
+def _check_rewards(recipe: Recipe) -> list[str]:
+    from tasks.verifiers import REWARDS, build_reward
+
+    problems = []
+    for i, stage in enumerate(recipe.grpo.stages):
+        for j, spec in enumerate(stage.rewards):
+            where = f"grpo.stages.{i}.rewards.{j}"
+            if spec.name not in REWARDS:
+                close = difflib.get_close_matches(spec.name, sorted(REWARDS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(f"{where}.name: unknown verifier {spec.name!r}{hint} Valid: {', '.join(sorted(REWARDS))}")
+                continue
+            try:
+                build_reward(spec.name, spec.params)
+            except (ValueError, TypeError) as e:
+                problems.append(f"{where}.params: {e}")
+    return problems
+
+
+def _check_files(recipe: Recipe) -> list[str]:
+    problems = []
+    for i, src in enumerate(recipe.data.sources):
+        if src.kind == "jsonl" and not Path(src.name).is_file():
+            problems.append(f"data.sources.{i}.name: file not found: {src.name}")
+    path = recipe.model.name_or_path
+    if path and (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
+        problems.append(f"model.name_or_path: directory not found: {path}")
+    return problems
+
+
+def validate_recipe(raw: dict) -> Recipe:
+    """A Recipe from a raw dict, or one RecipeError that lists every problem."""
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors()]
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
+    problems = _check_files(recipe) + _check_rewards(recipe) + _check_trainer_keys(recipe)
+    if problems:
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe YAML; nothing is written or computed."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
+    return validate_recipe(apply_overrides(raw, overrides or []))
