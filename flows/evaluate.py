@@ -42,7 +42,7 @@ def evaluate_flow(recipe: Recipe = Recipe(), checkpoints: list[str] | None = Non
     rows = []
     for ckpt in ckpts:
         out = evaluate_checkpoint(recipe, data_out, ckpt, parent_run_id)
-        rows.append({"checkpoint": ckpt.stage, **out.metrics, "mlflow_run": ui_link(out.run_id)})
+        rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached, "mlflow_run": ui_link(out.run_id)})
     if rows:
         post_comparison(recipe, rows, parent_run_id)
     return rows

@@ -51,8 +51,10 @@ def pipeline_flow(recipe: Recipe = Recipe()) -> dict:
             mlflow.log_metric(f"{r['checkpoint']}/{metric}", r[metric])
         final_score = next((r[metric] for r in rows if r["checkpoint"] == checkpoints[-1].stage), None)
         decision = promote_model(recipe, checkpoints[-1], final_score) if final_score is not None else None
+    stages = [data, *checkpoints]
     summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision,
-               "checkpoints": {c.stage: c.path for c in checkpoints}}
+               "checkpoints": {c.stage: c.path for c in checkpoints},
+               "cached": sorted([s.stage for s in stages if s.cached] + [f"eval-{r['checkpoint']}" for r in rows if r["cached"]])}
     create_markdown_artifact(
         f"# Pipeline `{recipe.name}`\n\nMLflow parent run: [{pid}]({ui_link(pid)})\n\n"
         + "\n".join(f"- {r['checkpoint']}: {metric} = {r[metric]:.4f}" for r in rows)

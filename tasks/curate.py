@@ -113,6 +113,7 @@ def curate(cfg: DataSection, out_dir: Path, tokenizer=None) -> dict:
     """Build the splits in `out_dir`; returns counts (kept per split, quarantined per reason)."""
     from tasks.verifiers.math import score_math_answer
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for i, src in enumerate(cfg.sources) for r in load_source(src, i, cfg.seed)]
     kept, quarantined, seen = [], [], {}
     for row in rows:

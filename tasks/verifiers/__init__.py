@@ -1,0 +1,74 @@
+"""Verifier (reward) library: one registry of TRL reward functions by name.
+
+Every entry of ``REWARDS`` is a ready-to-use reward with default parameters: a picklable
+callable ``(prompts, completions, **dataset_columns) -> list[float | None]`` whose ``__name__``
+is its registry name. ``build_reward(name, params)`` makes a configured copy; an unknown name
+or parameter is a ``ValueError`` naming the valid choices. See ``docs/verifiers.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.verifiers._base import Reward, closest, completion_text
+from tasks.verifiers.code import CodeReward
+from tasks.verifiers.equation import EquationReward
+from tasks.verifiers.format import FormatReward, TagCountReward
+from tasks.verifiers.language import LanguageConsistencyReward
+from tasks.verifiers.length import (
+    CosineLengthReward,
+    RepetitionPenaltyReward,
+    SoftOverlongReward,
+)
+from tasks.verifiers.match import ExactMatchReward, NumericMatchReward
+from tasks.verifiers.math import (
+    MathAnswerReward,
+    extract_final_answer,
+    score_math_answer,
+)
+
+_CLASSES: list[type[Reward]] = [
+    MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
+    CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
+]
+
+#: The one registry: name -> reward with default parameters (a callable ``Reward`` instance).
+REWARDS: dict[str, Any] = {cls.name: cls() for cls in _CLASSES}
+
+
+def _lookup(name: str) -> Reward:
+    if name not in REWARDS:
+        hint = closest(name, REWARDS) if isinstance(name, str) else None
+        did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+        raise ValueError(
+            f"unknown reward {name!r}{did_you_mean} (valid rewards: {', '.join(sorted(REWARDS))})"
+        )
+    return REWARDS[name]
+
+
+def build_reward(name: str, params: dict | None = None) -> Reward:
+    """A picklable reward ``name`` configured with ``params``; ``__name__`` equals ``name``.
+
+    Raises ``ValueError`` for an unknown name (listing the valid names), an unknown parameter
+    (naming the closest valid one) or a bad parameter value.
+    """
+    proto = _lookup(name)
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"params for {name} must be a mapping, got {type(params).__name__}")
+    return type(proto)(**(params or {}))
+
+
+def reward_param_names(name: str) -> set[str]:
+    """The parameter names ``build_reward(name, ...)`` accepts (for the recipe validator)."""
+    return set(type(_lookup(name)).PARAMS)
+
+
+__all__ = [
+    "REWARDS",
+    "Reward",
+    "build_reward",
+    "completion_text",
+    "extract_final_answer",
+    "reward_param_names",
+    "score_math_answer",
+]

@@ -1,0 +1,53 @@
+"""Shared fixtures: offline environment, one Prefect test server, the tiny recipe and model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks.tracking import OFFLINE_ENV
+
+for _k, _v in OFFLINE_ENV.items():
+    os.environ.setdefault(_k, _v)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect API (temporary SQLite database) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    """configs/tiny.yaml with its runs directory (outputs, MLflow store) in a temp dir."""
+    from tasks.recipe import load_recipe
+
+    return load_recipe(CONFIGS / "tiny.yaml", [f"tracking.runs_dir={tmp_path / 'runs'}"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved from-scratch model + tokenizer trained on synthetic rows, built once."""
+    from tasks.curate import format_completion
+    from tasks.modeling import init_model, train_tokenizer
+    from tasks.recipe import ScratchModel
+    from tasks.synthetic import generate
+
+    rows = generate("arithmetic", n=200, seed=0, max_operands=2, max_value=9)
+    tok = train_tokenizer([r["question"] + format_completion(r["reasoning"], r["answer"]) for r in rows], 96)
+    model = init_model(tok, ScratchModel(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                                         num_kv_heads=1), seed=0)
+    path = tmp_path_factory.mktemp("tiny-model") / "model"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
