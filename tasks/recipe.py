@@ -235,15 +235,18 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return cls
 
 
+def _did_you_mean(name: str, valid) -> str:
+    close = difflib.get_close_matches(str(name), sorted(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _describe(err: dict) -> str:
     loc = tuple(err["loc"])
     path = ".".join(str(p) for p in loc) or "<recipe>"
     if err["type"] == "extra_forbidden":
         owner = _model_at(loc)
         valid = sorted(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{path}: unknown key{hint} Valid keys here: {', '.join(valid)}"
+        return f"{path}: unknown key{_did_you_mean(loc[-1], valid)} Valid keys here: {', '.join(valid)}"
     value = err.get("input")
     shown = repr(value) if not isinstance(value, dict) else "{...}"
     return f"{path}: {err['msg']} (got {shown})"
@@ -263,9 +266,7 @@ def _check_trainer_keys(recipe: Recipe) -> list[str]:
         fields = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = [k for k in trainer if k not in fields]
         for k in unknown:
-            close = difflib.get_close_matches(k, sorted(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{where}.{k}: not a field of TRL {cls.__name__}{hint}")
+            problems.append(f"{where}.{k}: not a field of TRL {cls.__name__}{_did_you_mean(k, fields)}")
         if unknown or where == "sft.trainer" and not recipe.sft.enabled:
             continue
         try:  # the config's own cross-field checks (e.g. batch divisible by num_generations)
@@ -284,9 +285,8 @@ def _check_rewards(recipe: Recipe) -> list[str]:
         for j, spec in enumerate(stage.rewards):
             where = f"grpo.stages.{i}.rewards.{j}"
             if spec.name not in REWARDS:
-                close = difflib.get_close_matches(spec.name, sorted(REWARDS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"{where}.name: unknown verifier {spec.name!r}{hint} Valid: {', '.join(sorted(REWARDS))}")
+                problems.append(f"{where}.name: unknown verifier {spec.name!r}{_did_you_mean(spec.name, REWARDS)}"
+                                f" Valid: {', '.join(sorted(REWARDS))}")
                 continue
             try:
                 build_reward(spec.name, spec.params)
