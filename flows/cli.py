@@ -1,4 +1,4 @@
-"""Command line: `rlvr run RECIPE [--set key.path=value ...]`, `rlvr validate RECIPE`.
+"""Command line: `rlvr run|validate|verify RECIPE [--set key.path=value ...]`.
 
 The recipe is loaded and validated before anything is imported, computed or written, so a
 bad recipe costs a second, not a run.
@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 
 from tasks.recipe import RecipeError, load_recipe
 from tasks.tracking import set_offline_env
@@ -24,12 +25,41 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("recipe", help="path to a recipe YAML, e.g. configs/default.yaml")
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                        help="override one recipe value (YAML-parsed), e.g. grpo.stages.0.trainer.max_steps=50")
+    v = sub.add_parser("verify", help="score a JSONL of completions with the recipe's verifiers")
+    v.add_argument("recipe")
+    v.add_argument("--completions", required=True,
+                   help="JSONL: one object per completion with a `completion` field and the dataset columns "
+                        "(answer, tests, ...) or an `id` matching --data")
+    v.add_argument("--data", help="JSONL dataset rows (with `id`) to join the completions with")
+    v.add_argument("--stage", type=int, help="use this GRPO stage's verifiers (default: every stage's)")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     return p
+
+
+def _verify(recipe, args) -> int:
+    from pathlib import Path
+
+    from tasks.curate import _read_jsonl
+    from tasks.verifiers import build_reward
+    from tasks.verifiers.report import format_report, join_completions, verify_completions
+
+    stages = recipe.grpo.stages if args.stage is None else [recipe.grpo.stages[args.stage]]
+    specs = {(r.name, json.dumps(r.params, sort_keys=True)): r for s in stages for r in s.rewards}
+    rewards = [build_reward(r.name, r.params) for r in specs.values()]
+    for path in filter(None, (args.completions, args.data)):
+        if not Path(path).is_file():
+            print(f"error: file not found: {path}", file=sys.stderr)
+            return 2
+    rows = join_completions(_read_jsonl(Path(args.completions)),
+                            _read_jsonl(Path(args.data)) if args.data else None)
+    print(format_report(verify_completions(rows, rewards)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5 renames; not the user's to fix
     for ours in ("tasks", "flows"):
         logging.getLogger(ours).setLevel(logging.INFO)
     try:
@@ -37,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.command == "verify":
+        return _verify(recipe, args)
     if args.command == "validate":
         print(recipe.model_dump_json(indent=2))
         print(f"{args.recipe}: valid", file=sys.stderr)
