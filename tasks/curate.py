@@ -174,7 +174,9 @@ def data_key(recipe) -> str:
     """Cache key of the data stage: its settings plus the bytes of every local source file."""
     from tasks.recipe import stable_hash
 
-    files = [file_digest(s.name) for s in recipe.data.sources if s.kind == "jsonl"]
+    # A vanished file still gets a key, so the stage itself fails (and says so in its MLflow run).
+    files = [file_digest(s.name) if Path(s.name).is_file() else f"missing:{s.name}"
+             for s in recipe.data.sources if s.kind == "jsonl"]
     return stable_hash([recipe.digest("seed", "data"), files])
 
 

@@ -147,7 +147,11 @@ def run_stage(
         (out_dir / "mlflow_run_id").write_text(run.info.run_id)
         if params and not resume_id:
             mlflow.log_params(flatten(params))
-        metrics = body(out_dir) or {}  # an exception ends the run as FAILED (ActiveRun.__exit__)
+        try:
+            metrics = body(out_dir) or {}
+        except BaseException as e:  # the run ends FAILED (ActiveRun.__exit__); say why on it
+            mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
+            raise
         if metrics:
             log_metrics(metrics)
         result = StageOutput(stage=stage, key=key, path=str(out_dir), run_id=run.info.run_id, metrics=metrics)

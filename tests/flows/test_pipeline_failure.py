@@ -1,0 +1,30 @@
+"""A stage that fails leaves its MLflow run, and the pipeline's, FAILED with what they logged."""
+
+import json
+
+import mlflow
+import pytest
+
+from flows.pipeline import pipeline_flow
+from tasks.recipe import load_recipe
+from tests.conftest import CONFIGS
+
+pytestmark = pytest.mark.integration
+
+
+def test_failed_stage_marks_child_and_parent_failed(prefect_server, tmp_path):
+    src = tmp_path / "rows.jsonl"
+    src.write_text(json.dumps({"question": "Compute 1+2.", "answer": "3"}) + "\n")
+    recipe = load_recipe(CONFIGS / "tiny.yaml", [
+        f"tracking.runs_dir={tmp_path / 'runs'}",
+        f"data.sources=[{{kind: jsonl, name: {src}}}]", "data.eval_size=1", "data.sft_size=0", "sft.enabled=false"])
+    src.unlink()  # the source disappears between validation and the run
+    with pytest.raises(FileNotFoundError):
+        pipeline_flow(recipe)
+    runs = mlflow.search_runs(experiment_names=[recipe.tracking.experiment])
+    by_stage = {r["tags.stage"]: r for _, r in runs.iterrows()}
+    assert by_stage["pipeline"]["status"] == "FAILED"
+    assert by_stage["data"]["status"] == "FAILED"
+    assert by_stage["data"]["tags.mlflow.parentRunId"] == by_stage["pipeline"]["run_id"]
+    assert by_stage["data"]["params.data.eval_size"] == "1"  # what it logged before failing
+    assert "FileNotFoundError" in by_stage["data"]["tags.error"]
