@@ -121,12 +121,15 @@ def run_stage(
     parent_run_id: str | None = None,
     params: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
+    inputs: dict[str, str | Path] | None = None,
 ) -> StageOutput:
     """Run `body(out_dir)` once per `key` inside an MLflow child run; reuse a finished result.
 
     `body` writes its outputs into `out_dir` and may return metrics. A directory left by a
     failed or killed attempt (no result.json) is handed to the next attempt as is, so a body
-    can resume from its own checkpoints there.
+    can resume from its own checkpoints there. `inputs` (name -> JSONL file) are logged as the
+    run's datasets; a `model/` directory the body writes is logged as the run's checkpoint
+    (unless `tracking.log_checkpoints` is off).
     """
     import mlflow
     from transformers import set_seed
@@ -145,8 +148,10 @@ def run_stage(
                           tags=None if resume_id else run_tags,
                           nested=mlflow.active_run() is not None) as run:
         (out_dir / "mlflow_run_id").write_text(run.info.run_id)
-        if params and not resume_id:
-            mlflow.log_params(flatten(params))
+        if not resume_id:
+            mlflow.log_params(flatten(params or {}))
+            for name, path in (inputs or {}).items():
+                log_jsonl_dataset(Path(path), name)
         try:
             metrics = body(out_dir) or {}
         except BaseException as e:  # the run ends FAILED (ActiveRun.__exit__); say why on it
@@ -154,12 +159,29 @@ def run_stage(
             raise
         if metrics:
             log_metrics(metrics)
+        if recipe.tracking.log_checkpoints and (out_dir / "model").is_dir():
+            mlflow.log_artifacts(str(out_dir / "model"), artifact_path="model")
         result = StageOutput(stage=stage, key=key, path=str(out_dir), run_id=run.info.run_id, metrics=metrics)
         tmp = out_dir / "result.json.tmp"
         tmp.write_text(result.model_dump_json(indent=2))
         tmp.rename(out_dir / "result.json")
         mlflow.log_artifact(str(out_dir / "result.json"))
     return result
+
+
+def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
+    """A JSONL split as an MLflow dataset (digest, row count) plus a sample table; `eval*` is eval context."""
+    import hashlib
+
+    import mlflow
+    import pandas as pd
+
+    df = pd.read_json(path, lines=True, dtype=False).astype(str) if path.stat().st_size else pd.DataFrame()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    ds = mlflow.data.from_pandas(df, source=str(path), name=name, digest=digest)
+    mlflow.log_input(ds, context="eval" if name.startswith("eval") else "training")
+    if len(df):
+        mlflow.log_table(df.head(sample_rows), artifact_file=f"samples/{name}.json")
 
 
 def _unfinished_run(out_dir: Path) -> str | None:
