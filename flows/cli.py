@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 def _verify(recipe, args) -> int:
     from pathlib import Path
 
-    from tasks.curate import _read_jsonl
+    from tasks.sources import read_jsonl
     from tasks.verifiers import build_reward
     from tasks.verifiers.report import format_report, join_completions, verify_completions
 
@@ -50,8 +50,8 @@ def _verify(recipe, args) -> int:
         if not Path(path).is_file():
             print(f"error: file not found: {path}", file=sys.stderr)
             return 2
-    rows = join_completions(_read_jsonl(Path(args.completions)),
-                            _read_jsonl(Path(args.data)) if args.data else None)
+    rows = join_completions(list(read_jsonl(Path(args.completions))),
+                            list(read_jsonl(Path(args.data))) if args.data else None)
     print(format_report(verify_completions(rows, rewards)))
     return 0
 

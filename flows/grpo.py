@@ -7,6 +7,7 @@ from prefect import flow, task
 from flows.curate import curate_flow
 from flows.reporting import post_stage_artifact, prefect_tags
 from flows.sft import sft_flow
+from tasks.difficulty import filter_stage_rows
 from tasks.grpo import run_grpo_stage
 from tasks.recipe import GRPOStage, Recipe, stable_hash
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
@@ -23,18 +24,38 @@ def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageO
                      tags=prefect_tags())
 
 
+@task(name="filter-by-pass-rate")
+def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: StageOutput,
+                      parent_run_id: str | None) -> StageOutput:
+    """The stage's rows whose pass rate under its starting policy lies in the band (data.difficulty)."""
+    stage: GRPOStage = recipe.grpo.stages[index]
+    key = stable_hash([recipe.digest("seed", "data.difficulty", "data.verifier", "data.system_prompt",
+                                     f"grpo.stages.{index}.data"), data.key, init.key])
+    return run_stage(recipe, f"difficulty-{stage.name}", key,
+                     lambda out: filter_stage_rows(recipe, stage, data.path, init.path, out),
+                     parent_run_id=parent_run_id, params={"difficulty": recipe.data.difficulty.model_dump(mode="json")},
+                     tags=prefect_tags())
+
+
 @flow(name="grpo")
 def grpo_flow(recipe: Recipe = Recipe(), data: str | None = None, init: str | None = None,
               parent_run_id: str | None = None) -> list[StageOutput]:
     """Steps: resolve the data and the starting checkpoint (stage directories or MLflow run
     ids; run the upstream flows if absent); train each GRPO stage in order with its verifier
-    rewards, each from the previous stage's checkpoint. Returns one output per stage."""
+    rewards, each from the previous stage's checkpoint; with `data.difficulty.enabled`, first
+    keep the stage's prompts whose pass rate under that checkpoint lies in the band (a cached
+    `difficulty-<stage>` step whose grpo.jsonl the stage trains on). Returns one output per stage."""
     configure_tracking(recipe.tracking)
     data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
     start = resolve_output(init) if init else sft_flow(recipe, data_out.path, parent_run_id)[-1]
     outputs = []
     for i, stage in enumerate(recipe.grpo.stages):
-        start = train_grpo_stage(recipe, i, data_out, start, parent_run_id)
+        stage_data = data_out
+        if recipe.data.difficulty.enabled:
+            stage_data = filter_stage_data(recipe, i, data_out, start, parent_run_id)
+            post_stage_artifact(recipe.name, stage_data, f"Pass-rate filter for `{stage.name}`; rejected rows "
+                                "are in `quarantine.jsonl` with their pass rate.")
+        start = train_grpo_stage(recipe, i, stage_data, start, parent_run_id)
         post_stage_artifact(recipe.name, start, f"GRPO stage `{stage.name}` with rewards "
                             + ", ".join(f"{r.name}×{r.weight}" for r in stage.rewards))
         outputs.append(start)

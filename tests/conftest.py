@@ -51,3 +51,49 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def chat_server():
+    """Start a local OpenAI-compatible chat server: `url, requests = chat_server(reply)`, where
+    `reply(question, n) -> list[str]` answers the last user turn; bound to 127.0.0.1 only."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def start(reply):
+        seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body):
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send({"data": [{"id": "teacher-model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                seen.append(body)
+                texts = reply(body["messages"][-1]["content"], body["n"])
+                self._send({"choices": [{"index": i, "message": {"role": "assistant", "content": t}}
+                                        for i, t in enumerate(texts)]})
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/v1", seen
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()

@@ -1,7 +1,8 @@
 import json
 
-from tasks.curate import curate, load_source, read_split
+from tasks.curate import curate, read_split
 from tasks.recipe import DataSection, Source
+from tasks.sources import iter_source_rows
 from tests.conftest import GSM8K
 
 
@@ -45,7 +46,8 @@ def test_splits_are_disjoint_deterministic_and_cold_start_verified(tmp_path):
 
 
 def test_gsm8k_source_extracts_answers_and_reasoning():
-    rows = load_source(Source(kind="jsonl", name=str(GSM8K / "train.jsonl"), answer_format="gsm8k", n=50), 0, 0)
+    src = Source(kind="jsonl", name=str(GSM8K / "train.jsonl"), answer_format="gsm8k", n=50)
+    rows = list(iter_source_rows(src, 0, 0))
     assert rows[0]["answer"] == "72" and "<<" not in rows[0]["reasoning"]
     assert all(r["answer"] and "####" not in r["reasoning"] for r in rows)
 
