@@ -1,66 +1,129 @@
-"""Evaluation flow: the held-out benchmark on every checkpoint, then a comparison."""
+"""Evaluation flow: every benchmark on every checkpoint, then a comparison.
+
+    evaluate_flow(recipe)                                        # the registered champion
+    evaluate_flow(recipe, ["models:/rlvr-default@champion", "runs/default/stages/sft/<key>", "<run id>"])
+"""
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
+import mlflow
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
 from flows.reporting import artifact_key, post_table, prefect_tags
-from tasks.evaluate import comparison_chart, run_evaluation
+from tasks.benchmark_checks import check_benchmarks_load
+from tasks.benchmarks import write_benchmarks
+from tasks.eval_report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
+from tasks.evaluate import checkpoint_model_dir, eval_settings, run_evaluation, suite_key
+from tasks.promote import checkpoint_from_model_uri
 from tasks.recipe import Recipe, stable_hash
-from tasks.sft import model_dir
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
 
 
+@task(name="check-benchmarks")
+def check_benchmarks_ready(recipe: Recipe, heldout: str | None, skip_heldout: bool = False) -> dict[str, int]:
+    """Every benchmark's task YAML is written and loaded with its data before any model generates
+    (`skip_heldout`: all but the held-out split, e.g. before curation made it). Rows per benchmark."""
+    cfg = recipe.evaluation
+    if skip_heldout:
+        cfg = cfg.model_copy(update={"benchmarks": [b for b in cfg.benchmarks if b.kind != "heldout"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = write_benchmarks(cfg, Path(tmp), Path(heldout) if heldout else None, recipe.data.system_prompt)
+        return check_benchmarks_load(runs)
+
+
+def resolve_checkpoint(ref: str, recipe: Recipe) -> StageOutput:
+    """A checkpoint given as `models:/name@alias|/version`, a stage directory, a model directory
+    (config.json, or a directory holding one in `model/`) or the MLflow run id of a stage."""
+    if ref.startswith("models:/"):
+        return checkpoint_from_model_uri(ref, recipe)
+    path, model = Path(ref), checkpoint_model_dir(ref)
+    if (model / "config.json").is_file() and not (path / "result.json").is_file():
+        # Size and mtime stand for the content: hashing the weights of a large model takes minutes.
+        files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(model.iterdir()) if p.is_file()]
+        label = path.parent.name if path.name == "model" else path.name
+        return StageOutput(stage=label, key=stable_hash([str(model.resolve()), files]), path=str(path.resolve()))
+    return resolve_output(ref)
+
+
 @task(name="evaluate-checkpoint")
-def evaluate_checkpoint(recipe: Recipe, data: StageOutput, ckpt: StageOutput,
+def evaluate_checkpoint(recipe: Recipe, heldout: str | None, ckpt: StageOutput, suite: str,
                         parent_run_id: str | None) -> StageOutput:
-    key = stable_hash([recipe.digest("evaluation"), data.key, ckpt.key])
-    return run_stage(recipe, f"eval-{ckpt.stage}", key,
-                     lambda out: run_evaluation(model_dir(ckpt.path), data.path, recipe.evaluation, out),
+    cfg = recipe.evaluation
+    return run_stage(recipe, f"eval-{ckpt.stage}", stable_hash([suite, ckpt.key]),
+                     lambda out: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out,
+                                                Path(heldout) if heldout else None, recipe.data.system_prompt),
                      parent_run_id=parent_run_id,
-                     params={"evaluation": recipe.evaluation.model_dump(mode="json"), "checkpoint": ckpt.path},
-                     tags={**prefect_tags(), "checkpoint": ckpt.stage})
+                     params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
+                     tags={**prefect_tags(), "checkpoint": ckpt.stage, "eval.suite": suite,
+                           "eval.seed": str(cfg.seed), "eval.backend": cfg.backend,
+                           "eval.benchmarks": ",".join(b.name for b in cfg.benchmarks)})
+
+
+@contextlib.contextmanager
+def _parent_run(recipe: Recipe, parent_run_id: str | None):
+    """The pipeline's run, or an `evaluate` run of its own when the flow runs alone."""
+    if parent_run_id:
+        yield parent_run_id
+        return
+    with mlflow.start_run(run_name=f"evaluate-{recipe.name}", tags={**prefect_tags(), "stage": "evaluate"}) as run:
+        yield run.info.run_id
 
 
 @flow(name="evaluate")
 def evaluate_flow(recipe: Recipe = Recipe(), checkpoints: list[str] | None = None, data: str | None = None,
                   parent_run_id: str | None = None) -> list[dict]:
-    """Steps: resolve the held-out data and each checkpoint (stage directory, MLflow run id or
-    `models:/name@alias`); write the held-out split as an lm-eval benchmark scored by our
-    verifier; evaluate each checkpoint (cached per checkpoint and settings); post a comparison
-    table and bar chart. Returns one row of metrics per checkpoint."""
-    from tasks.promote import checkpoint_from_model_uri
-
+    """Steps: open an `evaluate` MLflow run unless a parent run is given; resolve the curated data
+    (only when a benchmark is the held-out split); write every benchmark as an lm-eval task and
+    load it with its data, so a broken benchmark fails before any generation; resolve each
+    checkpoint (`models:/name@alias` or `/version`, stage or model directory, MLflow run id; no
+    checkpoints: the registered champion); evaluate each on every benchmark (an MLflow child run
+    each, cached per checkpoint and evaluation suite); post the comparison (Prefect table, image
+    and markdown artifacts; MLflow table and bar chart). Returns one row of metrics per checkpoint."""
+    cfg = recipe.evaluation
     configure_tracking(recipe.tracking)
-    data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
-    ckpts = [checkpoint_from_model_uri(c, recipe) if c.startswith("models:/") else resolve_output(c)
-             for c in checkpoints or []]
-    rows = []
-    for ckpt in ckpts:
-        out = evaluate_checkpoint(recipe, data_out, ckpt, parent_run_id)
-        rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached, "mlflow_run": ui_link(out.run_id)})
-    if rows:
-        post_comparison(recipe, rows, parent_run_id)
+    refs = [f"models:/{recipe.tracking.registered_model}@champion"] if checkpoints is None else checkpoints
+    with _parent_run(recipe, parent_run_id) as pid:
+        data_out = None
+        if any(b.kind == "heldout" for b in cfg.benchmarks):
+            data_out = resolve_output(data) if data else curate_flow(recipe, pid)
+        heldout = str(Path(data_out.path) / "eval.jsonl") if data_out else None
+        check_benchmarks_ready(recipe, heldout)
+        suite = suite_key(cfg, data_out.key if data_out else None, recipe.data.system_prompt)
+        rows = []
+        for ckpt in [resolve_checkpoint(r, recipe) for r in refs]:
+            out = evaluate_checkpoint(recipe, heldout, ckpt, suite, pid)
+            rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached,
+                         "mlflow_run": ui_link(out.run_id)})
+        if rows:
+            post_comparison(recipe, rows, pid)
     return rows
 
 
-def post_comparison(recipe: Recipe, rows: list[dict], parent_run_id: str | None) -> None:
-    """Comparison table and chart as Prefect artifacts and in the parent MLflow run."""
-    import mlflow
+def post_comparison(recipe: Recipe, rows: list[dict], run_id: str) -> None:
+    """The comparison as Prefect table, image and markdown artifacts, and in the MLflow run."""
+    primary = recipe.evaluation.primary_metric
+    headline = headline_metrics(recipe.evaluation, rows)
+    table = comparison_rows(rows, headline, primary)
+    post_table(recipe.name, "eval-comparison", table, f"checkpoints x benchmarks; promotion uses {primary}")
+    chart = comparison_chart(rows, headline, Path(recipe.tracking.runs_dir).resolve() / "reports" / run_id
+                             / "comparison.png", primary)
+    client = mlflow.MlflowClient()
+    client.log_artifact(run_id, str(chart), artifact_path="eval")
+    client.log_table(run_id, {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)},
+                     "eval/comparison.json")
+    url = artifact_url(run_id, f"eval/{chart.name}")
+    create_image_artifact(url, key=artifact_key(recipe.name, "eval-chart"), description="comparison bar chart")
+    create_markdown_artifact(comparison_markdown(table, primary, url, chart),
+                             key=artifact_key(recipe.name, "evaluation"), description="evaluation comparison")
 
-    metric = recipe.evaluation.primary_metric
-    post_table(recipe.name, "eval-comparison", rows, f"{metric} per checkpoint")
-    chart = comparison_chart(rows, metric, Path(recipe.tracking.runs_dir) / f"{recipe.name}-comparison.png")
-    lines = ["# Evaluation", "", f"Primary metric: `{metric}`", "",
-             "| checkpoint | " + metric + " |", "| --- | --- |"]
-    lines += [f"| {r['checkpoint']} | {r.get(metric, float('nan')):.4f} |" for r in rows]
-    create_markdown_artifact("\n".join(lines), key=artifact_key(recipe.name, "evaluation"),
-                             description="held-out comparison")
-    if parent_run_id:
-        client = mlflow.MlflowClient()
-        client.log_artifact(parent_run_id, str(chart), artifact_path="eval")
-        client.log_table(parent_run_id, {k: [r.get(k) for r in rows] for k in rows[0]}, "eval/comparison.json")
+
+def artifact_url(run_id: str, path: str) -> str:
+    """Where the MLflow UI serves one artifact of a run (the Prefect image artifact shows it)."""
+    return f"{ui_link(run_id).split('/#/')[0]}/get-artifact?path={quote(path)}&run_uuid={run_id}"

@@ -8,56 +8,84 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.curate import curate_flow
-from flows.evaluate import evaluate_flow
+from flows.evaluate import check_benchmarks_ready, evaluate_flow
 from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, prefect_tags
 from flows.sft import sft_flow
-from tasks.promote import promote_if_better, register_model
+from tasks.eval_report import headline_metrics
+from tasks.evaluate import suite_key
+from tasks.promote import champion_score, current_champion, promote_if_better, record_decision, register_model, \
+    registry_stage
 from tasks.recipe import Recipe
 from tasks.sft import model_dir
 from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
 
 
 @task(name="promote-model")
-def promote_model(recipe: Recipe, final: StageOutput, score: float) -> dict:
-    version = register_model(model_dir(final.path), recipe.tracking.registered_model)
-    decision = promote_if_better(recipe.tracking.registered_model, version, recipe.evaluation.primary_metric,
-                                 score, recipe.evaluation.promotion_margin)
-    mlflow.log_dict(decision, "promotion.json")
-    mlflow.set_tags({f"promotion.{k}": str(v) for k, v in decision.items()})
+def promote_model(recipe: Recipe, final: StageOutput, row: dict, suite: str, champion_value: float | None) -> dict:
+    """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged)."""
+    metric, name = recipe.evaluation.primary_metric, recipe.tracking.registered_model
+    if metric not in row:
+        raise ValueError(f"evaluation.primary_metric {metric!r} was not reported for {row['checkpoint']}; "
+                         f"reported: {', '.join(k for k in row if '/' in k)}")
+    version = register_model(model_dir(final.path), name)
+    decision = promote_if_better(name, version, metric, row[metric], recipe.evaluation.promotion_margin, suite=suite,
+                                 champion_value=champion_value,
+                                 evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path})
+    record_decision(decision)
     return decision
+
+
+def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[StageOutput],
+                         pid: str) -> tuple[list[dict], dict | None]:
+    """Evaluate the chosen checkpoints, and the champion too when its recorded score came from
+    other evaluation settings (scores are compared within one suite only); promote the final one."""
+    cfg, name = recipe.evaluation, recipe.tracking.registered_model
+    wanted = [c for c in checkpoints if c.stage.split("-")[0] in cfg.checkpoints]
+    suite = suite_key(cfg, data.key, recipe.data.system_prompt)
+    champ = current_champion(name)
+    recheck = champ is not None and champion_score(champ, cfg.primary_metric, suite) is None
+    rows = evaluate_flow(recipe, [c.path for c in wanted] + ([f"models:/{name}/{champ.version}"] if recheck else []),
+                         data.path, pid)
+    shown = list(dict.fromkeys([cfg.primary_metric, *headline_metrics(cfg, rows).values()]))
+    for r in rows:
+        mlflow.log_metrics({f"{r['checkpoint']}/{m}": r[m] for m in shown if m in r})
+    final = next((r for r in rows if r["checkpoint"] == checkpoints[-1].stage), None)
+    if final is None:
+        return rows, None
+    champ_value = next((r.get(cfg.primary_metric) for r in rows
+                        if recheck and r["checkpoint"] == registry_stage(name, champ.version)), None)
+    return rows, promote_model(recipe, checkpoints[-1], final, suite, champ_value)
 
 
 @flow(name="pipeline")
 def pipeline_flow(recipe: Recipe = Recipe()) -> dict:
     """Steps: open the parent MLflow run (tagged with this flow run); curate; prepare the base
-    model and run cold-start SFT; run every GRPO stage; evaluate the chosen checkpoints on the
-    held-out benchmark; register the final model as challenger and promote it to champion if
-    it beats the current one. Stage outputs are cached by content, so an unchanged re-run
-    finishes in seconds and a changed GRPO setting re-runs only GRPO and evaluation."""
+    model and run cold-start SFT; run every GRPO stage; evaluate the chosen checkpoints on every
+    benchmark (those that need no curated data are loaded before training, so a broken one fails
+    first); register the final model as challenger and promote it to champion if it beats the
+    current one on the primary metric within one evaluation suite. Stage outputs are cached by
+    content, so an unchanged re-run finishes in seconds and a changed GRPO setting re-runs only
+    GRPO and evaluation."""
     configure_tracking(recipe.tracking)
     with mlflow.start_run(run_name=f"pipeline-{recipe.name}", tags={**prefect_tags(), "stage": "pipeline"}) as run:
         # An exception leaves this run (and the failing stage's child run) FAILED.
         pid = run.info.run_id
         mlflow.log_params(flatten(recipe.model_dump(mode="json"), "recipe."))
         mlflow.log_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), "recipe.yaml")
+        check_benchmarks_ready(recipe, None, skip_heldout=True)
         data = curate_flow(recipe, pid)
         checkpoints = sft_flow(recipe, data.path, pid)
         checkpoints += grpo_flow(recipe, data.path, checkpoints[-1].path, pid)
-        wanted = [c for c in checkpoints if c.stage.split("-")[0] in recipe.evaluation.checkpoints]
-        rows = evaluate_flow(recipe, [c.path for c in wanted], data.path, pid)
-        metric = recipe.evaluation.primary_metric
-        for r in rows:
-            mlflow.log_metric(f"{r['checkpoint']}/{metric}", r[metric])
-        final_score = next((r[metric] for r in rows if r["checkpoint"] == checkpoints[-1].stage), None)
-        decision = promote_model(recipe, checkpoints[-1], final_score) if final_score is not None else None
+        rows, decision = evaluate_and_promote(recipe, data, checkpoints, pid)
+    metric = recipe.evaluation.primary_metric
     stages = [data, *checkpoints]
     summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision,
                "checkpoints": {c.stage: c.path for c in checkpoints},
                "cached": sorted([s.stage for s in stages if s.cached] + [f"eval-{r['checkpoint']}" for r in rows if r["cached"]])}
     create_markdown_artifact(
         f"# Pipeline `{recipe.name}`\n\nMLflow parent run: [{pid}]({ui_link(pid)})\n\n"
-        + "\n".join(f"- {r['checkpoint']}: {metric} = {r[metric]:.4f}" for r in rows)
+        + "\n".join(f"- {r['checkpoint']}: {metric} = {r.get(metric, float('nan')):.4f}" for r in rows)
         + (f"\n\nPromotion: {decision['reason']} -> {'champion' if decision['promoted'] else 'challenger'}"
            if decision else ""),
         key=artifact_key(recipe.name, "pipeline"), description="pipeline summary")
