@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+import base64
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
-from flows.reporting import post_stage_artifact, prefect_tags
+from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
 from tasks.difficulty import filter_stage_rows
 from tasks.grpo import run_grpo_stage
+from tasks.monitors import read_trips
+from tasks.plots import PANELS
 from tasks.recipe import GRPOStage, Recipe, stable_hash
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 
@@ -18,8 +23,9 @@ def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageO
                      parent_run_id: str | None) -> StageOutput:
     stage: GRPOStage = recipe.grpo.stages[index]
     key = stable_hash([recipe.digest("seed", f"grpo.stages.{index}"), data.key, init.key])
+    on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
     return run_stage(recipe, f"grpo-{stage.name}", key,
-                     lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out),
+                     lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=on_line),
                      parent_run_id=parent_run_id, params={"grpo": stage.model_dump(mode="json")},
                      tags=prefect_tags())
 
@@ -56,7 +62,23 @@ def grpo_flow(recipe: Recipe = Recipe(), data: str | None = None, init: str | No
             post_stage_artifact(recipe.name, stage_data, f"Pass-rate filter for `{stage.name}`; rejected rows "
                                 "are in `quarantine.jsonl` with their pass rate.")
         start = train_grpo_stage(recipe, i, stage_data, start, parent_run_id)
-        post_stage_artifact(recipe.name, start, f"GRPO stage `{stage.name}` with rewards "
-                            + ", ".join(f"{r.name}×{r.weight}" for r in stage.rewards))
+        post_grpo_report(recipe, stage, start)
         outputs.append(start)
     return outputs
+
+
+def post_grpo_report(recipe: Recipe, stage: GRPOStage, out: StageOutput) -> None:
+    """The stage's Prefect artifacts: a summary with its monitor trips and training-curve
+    plots (embedded PNGs), and a table of the trips when any monitor tripped."""
+    trips = read_trips(out.path)
+    lines = [f"GRPO stage `{stage.name}` (preset `{stage.preset}`) with rewards "
+             + ", ".join(f"{r.name}×{r.weight}" for r in stage.rewards), ""]
+    lines += ["## Monitor trips", ""] + [f"- **{t['monitor']}** ({t['policy']}): {t['message']}" for t in trips] \
+        if trips else ["No monitor tripped."]
+    for stem in PANELS:
+        png = Path(out.path) / "plots" / f"{stem}.png"
+        if png.is_file():
+            lines += ["", f"![{stem}](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})"]
+    post_stage_artifact(recipe.name, out, "\n".join(lines))
+    if trips:
+        post_table(recipe.name, f"{out.stage}-monitor-trips", trips, f"{out.stage}: health monitor trips")

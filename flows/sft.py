@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
 from flows.reporting import post_stage_artifact, prefect_tags
@@ -22,7 +22,8 @@ def prepare_base(recipe: Recipe, data: StageOutput, parent_run_id: str | None) -
 @task(name="train-sft")
 def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_id: str | None) -> StageOutput:
     key = stable_hash([recipe.digest("seed", "sft"), data.key, base.key])
-    return run_stage(recipe, "sft", key, lambda out: run_sft(recipe, data.path, base.path, out),
+    on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
+    return run_stage(recipe, "sft", key, lambda out: run_sft(recipe, data.path, base.path, out, on_line),
                      parent_run_id=parent_run_id, params={"sft": recipe.sft.model_dump(mode="json")},
                      tags=prefect_tags())
 

@@ -200,9 +200,19 @@ class DataSection(Section):
 
 
 # ---------------------------------------------------------------- training
+class Launcher(Section):
+    """How a training stage runs: inside the calling process, or as `accelerate launch` workers."""
+
+    num_processes: int = Field(1, ge=1, description="1: train in the calling process. More: data-parallel "
+                                                    "workers started with `accelerate launch`.")
+    config: str | None = Field(None, description="An accelerate config YAML, e.g. configs/accelerate/zero2.yaml. "
+                                                 "Empty: ddp.yaml on a GPU machine, cpu_2proc.yaml on CPU.")
+
+
 class SFTSection(Section):
     enabled: bool = True
     trainer: dict[str, Any] = Field(default_factory=dict, description="Any TRL SFTConfig field.")
+    launcher: Launcher = Launcher()
 
 
 class RewardSpec(Section):
@@ -211,13 +221,98 @@ class RewardSpec(Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class StageData(Section):
+    """Which curated GRPO rows a stage trains on (e.g. easy items first, hard ones later)."""
+
+    where: dict[str, Any] = Field(
+        default_factory=dict, description="Keep rows whose field (dotted for nested, e.g. metadata.level) equals "
+                                          "a value, is in a list, or lies in {min: .., max: ..}.")
+    max_rows: int | None = Field(None, gt=0, description="Use at most this many of the selected rows.")
+
+
+class DynamicSampling(Section):
+    """DAPO dynamic sampling: groups whose rewards have zero variance are replaced by fresh ones."""
+
+    enabled: bool = True
+    max_resamples: int = Field(4, ge=1, description="Extra generation rounds per batch at most (verl's max_num_gen_batches).")
+
+
+class LoraSpec(Section):
+    """Train a LoRA adapter (peft) instead of all weights; merged into the stage's model at the end."""
+
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = Field("all-linear", description="Module names, or 'all-linear'.")
+
+
+MonitorPolicy = Literal["warn", "stop", "off"]
+
+
+class _Monitor(Section):
+    policy: MonitorPolicy = Field("warn", description="warn: tag + artifact + log line; stop: also end the stage; off.")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
+
+class ZeroVarianceMonitor(_Monitor):
+    threshold: float = Field(0.9, ge=0, le=1, description="Trips when frac_reward_zero_std > threshold.")
+
+
+class TruncationMonitor(_Monitor):
+    threshold: float = Field(0.5, ge=0, le=1, description="Trips when completions/clipped_ratio > threshold.")
+
+
+class EntropyMonitor(_Monitor):
+    threshold: float = Field(0.05, ge=0, description="Trips when the mean token entropy (nats) < threshold.")
+
+
+class KLMonitor(_Monitor):
+    threshold: float = Field(1.0, gt=0, description="Trips when kl > threshold (logged only when beta > 0).")
+
+
+class CanaryMonitor(_Monitor):
+    """Reward-hacking canary: greedy accuracy on GRPO rows held back from training."""
+
+    every: int = Field(25, gt=0, description="Greedy-decode the canary rows every this many steps.")
+    rows: int = Field(16, gt=0, description="Rows of the stage's selection held back from training for the canary.")
+    reward: str = Field("math_answer_reward", description="Verifier that scores the canary completions.")
+    max_drop: float = Field(0.15, gt=0, le=1, description="Trips when canary accuracy is this far below its best "
+                                                         "while the training reward has risen since then.")
+
+
+class Monitors(Section):
+    """Health checks on the trainer's metrics at each logging step (docs/grpo.md#monitors)."""
+
+    patience: int = Field(2, ge=1, description="Consecutive logging steps past a threshold before it trips.")
+    zero_variance: ZeroVarianceMonitor = ZeroVarianceMonitor()
+    truncation: TruncationMonitor = TruncationMonitor()
+    entropy_collapse: EntropyMonitor = EntropyMonitor()
+    kl_blowup: KLMonitor = KLMonitor()
+    reward_hacking: CanaryMonitor = CanaryMonitor()
+
+
 class GRPOStage(Section):
+    """One GRPO stage; it starts from the previous stage's checkpoint (the first from SFT)."""
+
     name: str = "stage-1"
+    preset: Literal["none", "grpo", "dr_grpo", "dapo", "gspo"] = Field(
+        "none", description="Named algorithm settings mapped to GRPOConfig fields (docs/grpo.md); `trainer:` "
+                            "overrides any of them.")
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(name="math_answer_reward"), RewardSpec(name="format_reward", weight=0.2)],
         min_length=1)
-    max_rows: int | None = Field(None, gt=0, description="Train on at most this many curated rows.")
+    data: StageData = StageData()
     trainer: dict[str, Any] = Field(default_factory=dict, description="Any TRL GRPOConfig field.")
+    dynamic_sampling: DynamicSampling | None = Field(None, description="Empty: on for preset dapo, off otherwise.")
+    lora: LoraSpec | None = Field(None, description="Empty: train all weights.")
+    checkpoint_every: int = Field(50, gt=0, description="Save a resumable checkpoint every N steps (save_steps).")
+    monitors: Monitors = Monitors()
+    log_samples: int = Field(16, ge=0, description="Completions logged to MLflow as a table at each logging step.")
+    launcher: Launcher = Launcher()
 
 
 class GRPOSection(Section):
@@ -468,10 +563,13 @@ def _check_trainer_keys(recipe: Recipe) -> list[str]:
 
     from trl import GRPOConfig, SFTConfig
 
+    from tasks.grpo_presets import stage_trainer_fields
+
     problems = []
-    maps = [("sft.trainer", SFTConfig, recipe.sft.trainer)] + [
-        (f"grpo.stages.{i}.trainer", GRPOConfig, s.trainer) for i, s in enumerate(recipe.grpo.stages)]
-    for where, cls, trainer in maps:
+    maps = [("sft.trainer", SFTConfig, recipe.sft.trainer, recipe.sft.trainer)] + [
+        (f"grpo.stages.{i}.trainer", GRPOConfig, s.trainer, stage_trainer_fields(s))
+        for i, s in enumerate(recipe.grpo.stages)]
+    for where, cls, trainer, settings in maps:  # settings: a GRPO preset's fields + the trainer map
         fields = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = [k for k in trainer if k not in fields]
         for k in unknown:
@@ -480,7 +578,7 @@ def _check_trainer_keys(recipe: Recipe) -> list[str]:
             continue
         try:  # the config's own cross-field checks (e.g. batch divisible by num_generations)
             with tempfile.TemporaryDirectory() as tmp:
-                cls(**{"output_dir": tmp, "report_to": "none", "use_cpu": True, **trainer})
+                cls(**{"output_dir": tmp, "report_to": "none", "use_cpu": True, **settings})
         except (ValueError, TypeError) as e:
             problems.append(f"{where}: TRL {cls.__name__} rejects these settings: {e}")
     return problems
@@ -540,7 +638,10 @@ def validate_recipe(raw: dict) -> Recipe:
     except ValidationError as e:
         lines = [_describe(err) for err in e.errors()]
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
-    problems = _check_files(recipe) + _check_benchmarks(recipe) + _check_rewards(recipe) + _check_trainer_keys(recipe)
+    from tasks.grpo_presets import check_stages
+
+    problems = (_check_files(recipe) + _check_benchmarks(recipe) + _check_rewards(recipe)
+                + _check_trainer_keys(recipe) + check_stages(recipe))
     if problems:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
     return recipe

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from tasks.curate import prompt_messages, read_split
 from tasks.recipe import Recipe
@@ -54,8 +55,14 @@ def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
     }
 
 
-def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir: Path) -> dict[str, float]:
-    """Cold-start SFT on the curated, verifier-checked traces (loss on the completion only)."""
+def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir: Path,
+            on_line: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Cold-start SFT on the curated, verifier-checked traces (loss on the completion only);
+    on `sft.launcher.num_processes` accelerate workers when that is more than one."""
+    from tasks.launch import launch_stage, should_launch
+
+    if should_launch(recipe.sft.launcher):
+        return launch_stage("sft", recipe, out_dir, data_dir, base_dir, recipe.sft.launcher, on_line=on_line)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -72,7 +79,8 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
     last = _last_checkpoint(args.output_dir)
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(model_dir(out_dir)))
-    tok.save_pretrained(model_dir(out_dir))
+    if trainer.accelerator.is_main_process:
+        tok.save_pretrained(model_dir(out_dir))
     return {"sft/train_loss": result.training_loss, "sft/rows": float(len(rows))}
 
 

@@ -53,6 +53,24 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """Curated-looking splits (grpo.jsonl, sft.jsonl, eval.jsonl) of synthetic rows, written
+    directly (no curation run), for stage tests that start from `tiny_model_dir`."""
+    import json
+
+    from tasks.curate import format_completion
+    from tasks.synthetic import generate
+
+    rows = generate("arithmetic", n=96, seed=1, max_operands=2, max_value=9)
+    splits = {"grpo": rows[:48], "sft": [{**r, "completion": format_completion(r["reasoning"], r["answer"])}
+                                         for r in rows[48:88]], "eval": rows[88:]}
+    path = tmp_path_factory.mktemp("tiny-data")
+    for name, split in splits.items():
+        (path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split))
+    return path
+
+
 @pytest.fixture
 def chat_server():
     """Start a local OpenAI-compatible chat server: `url, requests = chat_server(reply)`, where

@@ -1,0 +1,80 @@
+"""accelerate configs, the launch command, and SFT + GRPO on 2 CPU worker processes."""
+
+import os
+import sys
+
+import pytest
+from accelerate.commands.config.config_args import ClusterConfig
+from accelerate.commands.launch import launch_command_parser
+from mlflow import MlflowClient
+
+from tasks.launch import ACCELERATE_CONFIGS, WORKER_ENV, accelerate_command, should_launch, stream, worker_env
+from tasks.recipe import Launcher, load_recipe
+from tasks.tracking import configure_tracking, run_stage
+from tests.conftest import CONFIGS
+
+CONFIG_FILES = sorted(ACCELERATE_CONFIGS.glob("*.yaml"))
+
+
+def test_the_documented_configs_exist():
+    assert {p.stem for p in CONFIG_FILES} == {"cpu_2proc", "ddp", "zero2", "zero3", "fsdp"}
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_accelerate_accepts_every_config_key(path):
+    assert path.read_text().startswith("#"), "a config opens with a comment: what it is, hardware, how to use it"
+    config = ClusterConfig.from_yaml_file(str(path))  # unknown top-level keys raise here
+    launch_options = {a.dest for a in launch_command_parser()._actions}
+    nested = list(config.deepspeed_config or {}) + [
+        k if k.startswith("fsdp_") else f"fsdp_{k}" for k in (config.fsdp_config or {})]
+    assert [k for k in nested if k not in launch_options] == []
+
+
+def test_launch_command_and_worker_environment(monkeypatch):
+    launcher = Launcher(num_processes=2, config="configs/accelerate/zero2.yaml")
+    cmd = accelerate_command(launcher, ["grpo", "--stage", "s1"], port=29555)
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--config_file") + 1] == "configs/accelerate/zero2.yaml"
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--main_process_port") + 1] == "29555"
+    assert cmd[-5:] == ["-m", "tasks.train_entry", "grpo", "--stage", "s1"]
+    assert accelerate_command(Launcher(num_processes=2), [])[4].endswith("cpu_2proc.yaml")  # no GPU here
+    env = worker_env("run123", "sqlite:///x.db")
+    assert env["MLFLOW_RUN_ID"] == "run123" and env["MLFLOW_TRACKING_URI"] == "sqlite:///x.db"
+    assert should_launch(launcher) and not should_launch(Launcher())
+    monkeypatch.setenv(WORKER_ENV, "1")
+    assert not should_launch(launcher)  # a worker trains; it never launches again
+
+
+def test_stream_forwards_each_line_and_a_failure_carries_the_last_lines():
+    lines = []
+    script = "import sys; print('bar 10%\\rbar 90%\\rfirst'); print('second'); sys.exit(3)"
+    with pytest.raises(RuntimeError, match=r"status 3(.|\n)*first\nsecond"):
+        stream([sys.executable, "-c", script], dict(os.environ), lines.append)
+    assert lines == ["first", "second"]  # a progress bar's redraws collapse to its last state
+
+
+@pytest.mark.integration
+def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir):
+    from tasks.grpo import run_grpo_stage
+    from tasks.sft import model_dir, run_sft
+
+    recipe = load_recipe(CONFIGS / "tiny.yaml", [
+        f"tracking.runs_dir={tmp_path / 'runs'}", "sft.launcher.num_processes=2", "sft.trainer.max_steps=2",
+        "grpo.stages.0.launcher.num_processes=2", "grpo.stages.0.monitors.reward_hacking.policy=off"])
+    configure_tracking(recipe.tracking)
+    lines = []
+    sft = run_stage(recipe, "sft", "2proc", lambda out: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out,
+                                                                    on_line=lines.append))
+    stage = recipe.grpo.stages[0]
+    grpo = run_stage(recipe, "grpo-stage-1", "2proc", lambda out: run_grpo_stage(
+        recipe, stage, tiny_data_dir, sft.path, out, on_line=lines.append))
+
+    for kind in ("sft", "grpo stage-1"):
+        for rank in (0, 1):
+            assert any(f"[worker rank {rank} of 2] {kind}" in line for line in lines), (kind, rank)
+    client = MlflowClient()
+    assert "train_loss" in client.get_run(sft.run_id).data.metrics  # the workers logged into the stage's run
+    grpo_metrics = client.get_run(grpo.run_id).data.metrics
+    assert "reward" in grpo_metrics and "perf/throughput" in grpo_metrics
+    assert grpo.metrics["grpo/steps"] == 2 and sft.metrics["sft/rows"] == 40
+    assert (model_dir(grpo.path) / "config.json").is_file()
