@@ -447,6 +447,7 @@ class TrackingSection(Section):
     tracking_uri: str | None = Field(None, description="Empty: sqlite:///<runs_dir>/mlflow.db.")
     experiment: str = "rlvr"
     registered_model: str = Field("rlvr-default", description="MLflow registered model name.")
+    log_checkpoints: bool = Field(True, description="Log each stage's final model directory as run artifacts.")
 
 
 class Recipe(Section):
