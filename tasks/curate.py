@@ -30,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.cold_start import ColdStartPicker, format_completion
 from tasks.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.dedup import MinHasher, earliest_duplicate
 from tasks.ngrams import WordHashes
+from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash
 from tasks.sources import iter_source_rows, prompt_messages, read_jsonl
 
@@ -68,6 +70,20 @@ def _write_rows(sources: list[Source], seed: int, path: Path) -> int:
                 writer.write_table(pa.Table.from_pylist(batch, schema=_ROWS))
                 n += len(batch)
     return n
+
+
+def _take_rows(batches: list[pa.RecordBatch], starts: np.ndarray, indices: np.ndarray) -> list[dict]:
+    """Rows at `indices` (in that order) from a table's record batches. `Table.take` would
+    concatenate each column whole first, i.e. copy the table into memory."""
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    batch_of = np.searchsorted(starts, ordered, side="right") - 1
+    out: list[dict] = [None] * len(indices)  # type: ignore[list-item]
+    for b in np.unique(batch_of):
+        sel = np.flatnonzero(batch_of == b)
+        for pos, row in zip(order[sel], batches[b].take(pa.array(ordered[sel] - starts[b])).to_pylist()):
+            out[pos] = _output_row(row)
+    return out
 
 
 def _output_row(row: dict) -> dict:
@@ -168,12 +184,16 @@ class _Writers:
 
 
 def curate(cfg: DataSection, out_dir: Path, *, model_path: str | None = None,
-           benchmarks: dict[str, Source] | None = None) -> dict[str, float]:
+           benchmarks: dict[str, Source] | None = None, progress: ProgressHook | None = None) -> dict[str, float]:
     """Build the splits in `out_dir` (module docstring); returns counts for MLflow metrics.
 
     `benchmarks` (name -> source; the flow passes `benchmark_sources(recipe)`, which adds the
-    evaluation section's files) default to `cfg.decontamination.benchmarks`."""
+    evaluation section's files) default to `cfg.decontamination.benchmarks`. `progress(step,
+    3)` is called at the start (0) and as each phase ends: sources read; rows validated, hashed and checked
+    against benchmarks; duplicates dropped, splits and cold-start set written."""
     from datasets import Dataset
+
+    report = progress or (lambda step, total: None)
 
     out_dir = Path(out_dir)
     work = out_dir / ".work"
@@ -181,7 +201,9 @@ def curate(cfg: DataSection, out_dir: Path, *, model_path: str | None = None,
     work.mkdir(parents=True)
     try:
         picker = ColdStartPicker(cfg, model_path)  # an unreachable teacher endpoint fails here, first
+        report(0, 3)
         n = _write_rows(cfg.sources, cfg.seed, work / "rows.arrow")
+        report(1, 3)
         rows = Dataset.from_file(str(work / "rows.arrow"))
         if benchmarks is None:
             benchmarks = {src.label: src for src in cfg.decontamination.benchmarks}
@@ -195,11 +217,13 @@ def curate(cfg: DataSection, out_dir: Path, *, model_path: str | None = None,
             fn_kwargs={"cfg": cfg, "hasher": hasher, "index": index, "tokenizer": _load_tokenizer(cfg, model_path)},
             cache_file_name=str(work / "notes.arrow"), new_fingerprint=stable_hash([str(work), n]),
             desc="validate, hash, decontaminate")
+        report(2, 3)
         writers = _Writers(out_dir)
         try:
             stats = _decide(cfg, rows.data.table, notes.data.table, index, writers, picker)
         finally:
             writers.close()
+        report(3, 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stats.update({f"rows/{k}": float(writers.counts[k]) for k in SPLITS}, **{
@@ -213,20 +237,22 @@ def curate(cfg: DataSection, out_dir: Path, *, model_path: str | None = None,
 
 def _decide(cfg: DataSection, rows: pa.Table, notes: pa.Table, index: BenchmarkIndex, writers: _Writers,
             picker: ColdStartPicker) -> dict[str, float]:
-    """Dedup over the per-row keys, quarantine, split, decontaminate against the held-out split."""
-    reasons = notes.column("reason").to_pylist()
-    usable = np.array([r is None for r in reasons], dtype=bool)
+    """Dedup over the per-row keys, quarantine, split, decontaminate against the held-out split.
+
+    Only compact arrays cover all rows (keys, flags); rows are read in chunks."""
+    reasons = notes.column("reason")
+    usable = pc.is_null(reasons).to_numpy(zero_copy_only=False)
     bands = None
     if "bands" in notes.column_names:
         flat = np.asarray(notes.column("bands").combine_chunks().flatten())
-        bands = flat.reshape(len(reasons), -1)
+        width = notes.column("bands").type.list_size
+        bands = [flat[j::width] for j in range(width)]  # strided views, one band column each
     exact_of, near_of = earliest_duplicate(np.asarray(notes.column("text_hash")), bands, usable)
     ids = rows.column("id")
-    kept: list[int] = []
-    for start in range(0, len(reasons), _CHUNK):
+    for start in range(0, len(usable), _CHUNK):
         quarantined = []
-        for i, row in enumerate(rows.slice(start, _CHUNK).to_pylist(), start):
-            reason = reasons[i]
+        chunk = rows.slice(start, _CHUNK).to_pylist()
+        for i, (row, reason) in enumerate(zip(chunk, reasons.slice(start, _CHUNK).to_pylist()), start):
             if exact_of[i] >= 0:
                 reason = f"exact duplicate: of {ids[int(exact_of[i])].as_py()}"
             elif near_of[i] >= 0:
@@ -234,21 +260,22 @@ def _decide(cfg: DataSection, rows: pa.Table, notes: pa.Table, index: BenchmarkI
                           f">= {cfg.dedup.near_duplicate_threshold})")
             if reason:
                 quarantined.append({**_output_row(row), "reason": reason})
-            else:
-                kept.append(i)
         writers.write("quarantine", quarantined)
-    hits = Counter(b for per_row, ok in zip(notes.column("benchmarks_hit").to_pylist(), reasons)
-                   if ok is not None and per_row for b in per_row)
+    kept = np.flatnonzero(usable & (exact_of < 0) & (near_of < 0))
+    hit_names = pc.list_flatten(notes.column("benchmarks_hit")).to_pylist()  # one entry per hit, few
+    hits = Counter(hit_names)
 
-    random.Random(cfg.seed).shuffle(kept)
-    eval_rows = [_output_row(r) for r in rows.take(kept[: cfg.eval_size]).to_pylist()]
+    random.Random(cfg.seed).shuffle(kept)  # the permutation a list of the same length gets
+    batches = rows.to_batches()
+    starts = np.cumsum([0] + [len(b) for b in batches])
+    eval_rows = _take_rows(batches, starts, kept[: cfg.eval_size])
     writers.write("eval", eval_rows)
     heldout = BenchmarkIndex(cfg.decontamination.ngram)
     if eval_rows:
         heldout.add(HELDOUT, [r["question"] for r in eval_rows], [r["id"] for r in eval_rows])
     rest = kept[cfg.eval_size:]
     for start in range(0, len(rest), _CHUNK):
-        chunk = [_output_row(r) for r in rows.take(rest[start: start + _CHUNK]).to_pylist()]
+        chunk = _take_rows(batches, starts, rest[start: start + _CHUNK])
         clean = []
         for row, found in zip(chunk, heldout.find([r["question"] for r in chunk])):
             if found:

@@ -49,7 +49,7 @@ def test_earliest_duplicate_points_at_the_first_usable_copy():
     exact = np.array([7, 7, 8, 7, 9], dtype=np.uint64)
     usable = np.array([False, True, True, True, True])  # row 0 is invalid: never an anchor
     bands = np.array([[1, 2], [3, 4], [5, 6], [3, 4], [9, 6]], dtype=np.uint64)
-    exact_of, near_of = earliest_duplicate(exact, bands, usable)
+    exact_of, near_of = earliest_duplicate(exact, list(bands.T), usable)
     assert exact_of.tolist() == [-1, -1, -1, 1, -1]
     assert near_of.tolist() == [-1, -1, -1, -1, 2]  # row 4 shares band 1 with row 2
 
