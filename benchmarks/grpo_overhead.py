@@ -11,7 +11,8 @@ checkpoint with the same GRPOConfig (the recipe's `trainer:` map over the pipeli
 - pipeline: `tasks.grpo.run_grpo_stage` inside `tasks.tracking.run_stage` (concurrent rewards,
   monitors, canary baseline, sample tables, timing metrics, plots, result bookkeeping);
 - plain: `trl.GRPOTrainer(model=path, reward_funcs=[...], args=GRPOConfig(**same), train_dataset=...)`,
-  `.train()`, `.save_model()` in an MLflow run.
+  `.train()`, `.save_model()` in an MLflow run, on the same rows (the pipeline's canary rows
+  are held back on both sides, so both sample the same prompts).
 Each side is timed from trainer construction to the saved model (imports are done first).
 
     python benchmarks/grpo_overhead.py                      # configs/default.yaml, 20 steps, 3 repeats
@@ -34,7 +35,7 @@ import mlflow  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from tasks.curate import curate, read_split  # noqa: E402
-from tasks.grpo import grpo_dataset, run_grpo_stage  # noqa: E402
+from tasks.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary  # noqa: E402
 from tasks.grpo_presets import stage_rewards, stage_trainer_fields  # noqa: E402
 from tasks.recipe import load_recipe  # noqa: E402
 from tasks.sft import model_dir, prepare_base_model, run_sft, trainer_defaults  # noqa: E402
@@ -62,13 +63,18 @@ def plain_config(recipe, stage, out: Path) -> dict:
             "reward_weights": [s.weight for s in stage_rewards(stage, fields)]}
 
 
+def training_rows(stage, data: Path) -> list[dict]:
+    """The rows the pipeline trains on (its canary rows held back), so both sides see the same prompts."""
+    return split_canary(select_rows(read_split(data, "grpo"), stage.data), stage)[0]
+
+
 def run_plain(recipe, stage, data: Path, init: Path, out: Path) -> float:
     specs = stage_rewards(stage, stage_trainer_fields(stage))
     t0 = time.perf_counter()
     with mlflow.start_run(run_name="plain-trl"):
         trainer = GRPOTrainer(model=str(model_dir(init)), reward_funcs=[build_reward(s.name, s.params) for s in specs],
                               args=GRPOConfig(**plain_config(recipe, stage, out)),
-                              train_dataset=grpo_dataset(recipe, read_split(data, "grpo")))
+                              train_dataset=grpo_dataset(recipe, training_rows(stage, data)))
         trainer.train()
         trainer.save_model(str(model_dir(out)))
     return time.perf_counter() - t0

@@ -190,8 +190,8 @@ class StageMonitor(TrainerCallback):
             return
         self._handle(self.health.check(logs, state.global_step), state, control)
         if self.stage.log_samples and "reward" in logs:
-            rows = self.trainer.completion_samples(self.stage.log_samples)
-            self._mlflow(lambda c: _log_table(self.run_id, rows, f"samples/step_{state.global_step:05d}.json"), state)
+            self._mlflow(lambda c: _log_table(self.run_id, self.trainer.completion_samples(self.stage.log_samples),
+                                              f"samples/step_{state.global_step:05d}.json"), state)
 
     def _handle(self, trips: list[Trip], state, control) -> None:
         for trip in trips:
