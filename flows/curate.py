@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
+from flows.progress import progress_hook
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from tasks.curate import curate, data_key, log_splits
 from tasks.decontaminate import benchmark_sources
@@ -15,7 +16,7 @@ from tasks.tracking import StageOutput, configure_tracking, run_stage
 def curate_data(recipe: Recipe, parent_run_id: str | None) -> StageOutput:
     def body(out_dir):
         stats = curate(recipe.data, out_dir, model_path=recipe.model.name_or_path,
-                       benchmarks=benchmark_sources(recipe))
+                       benchmarks=benchmark_sources(recipe), progress=progress_hook(recipe.name, "data"))
         log_splits(out_dir)
         return stats
 

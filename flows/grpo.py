@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
+from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
 from tasks.difficulty import filter_stage_rows
@@ -25,7 +26,8 @@ def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageO
     key = stable_hash([recipe.digest("seed", f"grpo.stages.{index}"), data.key, init.key])
     on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
     return run_stage(recipe, f"grpo-{stage.name}", key,
-                     lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=on_line),
+                     lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=on_line,
+                                                callbacks=training_progress(recipe.name, f"grpo-{stage.name}")),
                      parent_run_id=parent_run_id, params={"grpo": stage.model_dump(mode="json")},
                      tags=prefect_tags())
 

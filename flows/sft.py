@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
+from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, prefect_tags
 from tasks.recipe import Recipe, stable_hash
 from tasks.sft import prepare_base_model, run_sft
@@ -23,7 +24,8 @@ def prepare_base(recipe: Recipe, data: StageOutput, parent_run_id: str | None) -
 def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_id: str | None) -> StageOutput:
     key = stable_hash([recipe.digest("seed", "sft"), data.key, base.key])
     on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
-    return run_stage(recipe, "sft", key, lambda out: run_sft(recipe, data.path, base.path, out, on_line),
+    return run_stage(recipe, "sft", key, lambda out: run_sft(recipe, data.path, base.path, out, on_line,
+                                                             training_progress(recipe.name, "sft")),
                      parent_run_id=parent_run_id, params={"sft": recipe.sft.model_dump(mode="json")},
                      tags=prefect_tags())
 

@@ -56,7 +56,7 @@ def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
 
 
 def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir: Path,
-            on_line: Callable[[str], None] | None = None) -> dict[str, float]:
+            on_line: Callable[[str], None] | None = None, callbacks: list | tuple = ()) -> dict[str, float]:
     """Cold-start SFT on the curated, verifier-checked traces (loss on the completion only);
     on `sft.launcher.num_processes` accelerate workers when that is more than one."""
     from tasks.launch import launch_stage, should_launch
@@ -75,7 +75,7 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
         "completion": [{"role": "assistant", "content": r["completion"]}],
     } for r in rows])
     args = SFTConfig(**{**trainer_defaults(recipe, out_dir), **recipe.sft.trainer})
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
     last = _last_checkpoint(args.output_dir)
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(model_dir(out_dir)))

@@ -35,15 +35,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[worker rank {rank} of {world}] {args.kind} {args.stage or ''}", flush=True)
     recipe = Recipe.model_validate_json(Path(args.recipe).read_text())
     out = Path(args.out)
+    from tasks.progress import trainer_progress
+
     if args.kind == "sft":
         from tasks.sft import run_sft
 
-        metrics = run_sft(recipe, args.data, args.init, out)
+        metrics = run_sft(recipe, args.data, args.init, out, callbacks=[trainer_progress("sft")])
     else:
         from tasks.grpo import run_grpo_stage
 
         stage = next(s for s in recipe.grpo.stages if s.name == args.stage)
-        metrics = run_grpo_stage(recipe, stage, args.data, args.init, out)
+        metrics = run_grpo_stage(recipe, stage, args.data, args.init, out,
+                                 callbacks=[trainer_progress(f"grpo-{stage.name}")])
     if rank == 0:
         (out / METRICS_FILE).write_text(json.dumps(metrics))
 
