@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-fast
+.PHONY: install e2e-deps demo test test-fast
 
 install:
 	$(PY) -m pip install -q -e '.[dev]'
@@ -12,8 +12,20 @@ install:
 demo: install
 	rlvr run configs/default.yaml
 
-test: install
+test: install e2e-deps
 	$(PY) -m pytest -q -ra
+
+# The browser test drives Debian's chromium through Playwright's Python API (never
+# `playwright install`). Installed when missing; skipped, saying why, only where apt can't run.
+APT_CHROMIUM = DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	|| (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)
+e2e-deps:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "e2e-deps: no apt-get on this machine, so no chromium: the browser test will be skipped"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "e2e-deps: apt-get install chromium"; $(APT_CHROMIUM); \
+	elif sudo -n true 2>/dev/null; then echo "e2e-deps: sudo apt-get install chromium"; sudo sh -c '$(APT_CHROMIUM)'; \
+	else echo "e2e-deps: not root and no passwordless sudo, so no chromium: the browser test will be skipped"; fi
 
 test-fast:  # unit tier only: no tiny-model pipeline runs
 	$(PY) -m pytest -q -m "not integration and not e2e"

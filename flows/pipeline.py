@@ -77,6 +77,8 @@ def pipeline_flow(recipe: Recipe = Recipe()) -> dict:
         data = curate_flow(recipe, pid)
         checkpoints = sft_flow(recipe, data.path, pid)
         checkpoints += grpo_flow(recipe, data.path, checkpoints[-1].path, pid)
+        # Which MLflow run made each stage, also one reused from the cache (no child run here).
+        mlflow.set_tags({f"stage_run.{s.stage}": s.run_id for s in [data, *checkpoints] if s.run_id})
         rows, decision = evaluate_and_promote(recipe, data, checkpoints, pid)
     metric = recipe.evaluation.primary_metric
     stages = [data, *checkpoints]
