@@ -20,7 +20,6 @@ Memory holds ~100 bytes of keys per row, never all the rows (see benchmarks/cura
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -39,6 +38,7 @@ from tasks.ngrams import WordHashes
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash
 from tasks.sources import iter_source_rows, prompt_messages, read_jsonl
+from tasks.tracking import file_digest
 
 __all__ = ["curate", "data_key", "format_completion", "log_splits", "prompt_messages", "read_split"]
 
@@ -296,12 +296,6 @@ def read_split(data_dir: str | Path, split: str) -> list[dict]:
     return list(read_jsonl(Path(data_dir) / f"{split}.jsonl"))
 
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def data_key(recipe) -> str:

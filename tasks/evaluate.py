@@ -40,7 +40,7 @@ def eval_settings(cfg: EvaluationSection) -> dict:
 
 def suite_key(cfg: EvaluationSection, data_key: str | None, system_prompt: str | None) -> str:
     """Identity of an evaluation suite: scores with the same key are comparable, across runs too."""
-    from tasks.curate import file_digest
+    from tasks.tracking import file_digest
 
     files = [file_digest(p) for b in cfg.benchmarks for p in _local_files(b) if Path(p).is_file()]
     uses_heldout = any(b.kind == "heldout" for b in cfg.benchmarks)

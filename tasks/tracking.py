@@ -169,16 +169,24 @@ def run_stage(
     return result
 
 
-def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
-    """A JSONL split as an MLflow dataset (digest, row count) plus a sample table; `eval*` is eval context."""
+def file_digest(path: str | Path) -> str:
+    """Short sha256 of a file's bytes, read in blocks (sources can be large)."""
     import hashlib
 
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
+    """A JSONL split as an MLflow dataset (digest, row count) plus a sample table; `eval*` is eval context."""
     import mlflow
     import pandas as pd
 
     df = pd.read_json(path, lines=True, dtype=False).astype(str) if path.stat().st_size else pd.DataFrame()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    ds = mlflow.data.from_pandas(df, source=str(path), name=name, digest=digest)
+    ds = mlflow.data.from_pandas(df, source=str(path), name=name, digest=file_digest(path))
     mlflow.log_input(ds, context="eval" if name.startswith("eval") else "training")
     if len(df):
         mlflow.log_table(df.head(sample_rows), artifact_file=f"samples/{name}.json")

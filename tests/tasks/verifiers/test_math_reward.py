@@ -125,9 +125,22 @@ def test_hostile_answers_are_fast_and_zero(bomb):
     assert time.perf_counter() - t < 2.0
 
 
-def test_fast_latex_path_agrees_with_math_verify():
+def _decided_and_agreeing(pairs) -> int:
+    """How many (gold, pred) pairs the fast path decides; each decision must equal math-verify's."""
     from math_verify import parse, verify
 
+    decided = 0
+    for g, p in pairs:
+        fast = fast_equal(p, g)
+        if fast is None:
+            continue
+        decided += 1
+        slow = verify(parse(f"${g}$", parsing_timeout=None), parse(f"${p}$", parsing_timeout=None), timeout_seconds=None)
+        assert fast == slow, (g, p)
+    return decided
+
+
+def test_fast_latex_path_agrees_with_math_verify():
     rng = random.Random(7)
 
     def expr(d=0):
@@ -148,17 +161,12 @@ def test_fast_latex_path_agrees_with_math_verify():
             return "(%s)^{%d}" % (expr(d + 1), rng.randint(0, 3))
         return "%s\\cdot %s" % (expr(d + 1), expr(d + 1))
 
-    decided = 0
-    for _ in range(400):
-        g = expr()
-        p = expr() if rng.random() < 0.5 else g.replace("\\frac", "\\dfrac").replace("\\cdot ", "*")
-        fast = fast_equal(p, g)
-        if fast is None:
-            continue
-        decided += 1
-        slow = verify(parse(f"${g}$", parsing_timeout=None), parse(f"${p}$", parsing_timeout=None), timeout_seconds=None)
-        assert fast == slow, (g, p)
-    assert decided > 250
+    def pairs():
+        for _ in range(400):
+            g = expr()
+            yield g, expr() if rng.random() < 0.5 else g.replace("\\frac", "\\dfrac").replace("\\cdot ", "*")
+
+    assert _decided_and_agreeing(pairs()) > 250
 
 
 def test_extract_answers_lists_every_candidate():
@@ -168,26 +176,20 @@ def test_extract_answers_lists_every_candidate():
 
 def test_fast_container_path_agrees_with_math_verify():
     """Tuples, intervals (closure, infinities) and sets (order, duplicates) vs math-verify."""
-    from math_verify import parse, verify
-
     rng = random.Random(5)
     elements = ["-1", "0", "2", "3", "\\infty", "-\\infty", "\\frac{1}{2}", "\\sqrt{2}", "x", "0.5"]
     brackets = [("(", ")"), ("[", "]"), ("[", ")"), ("(", "]"), ("\\{", "\\}")]
-    decided = 0
-    for _ in range(300):
-        n = rng.randint(1, 3)
-        m = n if rng.random() < 0.6 else rng.randint(1, 3)
-        o1, c1 = rng.choice(brackets)
-        o2, c2 = (o1, c1) if rng.random() < 0.5 else rng.choice(brackets)
-        e1 = [rng.choice(elements) for _ in range(n)]
-        e2 = e1[:m] + [rng.choice(elements) for _ in range(m - len(e1[:m]))]
-        if rng.random() < 0.3:
-            rng.shuffle(e2)
-        g, p = o1 + ", ".join(e1) + c1, o2 + ",".join(e2) + c2
-        fast = fast_equal(p, g)
-        if fast is None:
-            continue
-        decided += 1
-        slow = verify(parse(f"${g}$", parsing_timeout=None), parse(f"${p}$", parsing_timeout=None), timeout_seconds=None)
-        assert fast == slow, (g, p)
-    assert decided > 80
+
+    def pairs():
+        for _ in range(300):
+            n = rng.randint(1, 3)
+            m = n if rng.random() < 0.6 else rng.randint(1, 3)
+            o1, c1 = rng.choice(brackets)
+            o2, c2 = (o1, c1) if rng.random() < 0.5 else rng.choice(brackets)
+            e1 = [rng.choice(elements) for _ in range(n)]
+            e2 = e1[:m] + [rng.choice(elements) for _ in range(m - len(e1[:m]))]
+            if rng.random() < 0.3:
+                rng.shuffle(e2)
+            yield o1 + ", ".join(e1) + c1, o2 + ",".join(e2) + c2
+
+    assert _decided_and_agreeing(pairs()) > 80
