@@ -100,7 +100,7 @@ def evaluate_flow(recipe: Recipe = Recipe(), checkpoints: list[str] | None = Non
         for ckpt in [resolve_checkpoint(r, recipe) for r in refs]:
             out = evaluate_checkpoint(recipe, heldout, ckpt, suite, pid)
             rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached,
-                         "mlflow_run": ui_link(out.run_id)})
+                         "mlflow_run": ui_link(out.run_id), "path": out.path})
         if rows:
             post_comparison(recipe, rows, pid)
     return rows
