@@ -119,7 +119,8 @@ def check_vllm_server(kwargs: dict[str, Any], serve_cmd: list[str], timeout_s: f
 
 
 def check_stages(recipe) -> list[str]:
-    """Recipe problems of the GRPO stages beyond the schema (run by `validate_recipe`)."""
+    """Recipe problems of the GRPO stages and launchers beyond the schema (run by `validate_recipe`)."""
+    from tasks.launch import KUBERNETES_INSTALL, REPO
     from tasks.verifiers import REWARDS
 
     problems = []
@@ -143,4 +144,11 @@ def check_stages(recipe) -> list[str]:
     for where, launcher in launchers:
         if launcher.config and not Path(launcher.config).is_file():
             problems.append(f"{where}.config: accelerate config not found: {launcher.config} (see configs/accelerate/)")
+        if launcher.peers != "kubernetes":
+            continue
+        if not (REPO / launcher.kubernetes.manifest).is_file():
+            problems.append(f"{where}.kubernetes.manifest: worker Job template not found: "
+                            f"{launcher.kubernetes.manifest}")
+        if importlib.util.find_spec("kubernetes") is None:
+            problems.append(f"{where}.peers: 'kubernetes' needs the kubernetes package ({KUBERNETES_INSTALL})")
     return problems

@@ -200,13 +200,54 @@ class DataSection(Section):
 
 
 # ---------------------------------------------------------------- training
-class Launcher(Section):
-    """How a training stage runs: inside the calling process, or as `accelerate launch` workers."""
+class KubernetesPeers(Section):
+    """Machines 1..N-1 as a Kubernetes Indexed Job that the flow pod (machine 0) creates and deletes.
+    Empty fields are read from the flow pod, where deployments/k8s/gpu-job-template.yaml sets them."""
 
-    num_processes: int = Field(1, ge=1, description="1: train in the calling process. More: data-parallel "
-                                                    "workers started with `accelerate launch`.")
+    manifest: str = Field("deployments/k8s/multinode-workers.yaml",
+                          description="The worker Job template (relative to the repository); its {{ placeholders }} "
+                                      "are filled at launch.")
+    namespace: str | None = Field(None, description="Empty: the flow pod's namespace (POD_NAMESPACE).")
+    image: str | None = Field(None, description="Image of the worker pods; they must run the same code. Empty: the "
+                                                "flow pod's image (RLVR_IMAGE).")
+    runs_volume_claim: str | None = Field(None, description="The ReadWriteMany claim mounted at /runs on every "
+                                                            "machine. Empty: the flow pod's (RLVR_RUNS_CLAIM).")
+
+
+class Launcher(Section):
+    """How a training stage runs: inside the calling process, or as `accelerate launch` workers on
+    one or several machines (docs/operations.md, "Scaling out")."""
+
+    num_processes: int = Field(1, ge=1, description="Training processes in total over all machines (accelerate's "
+                                                    "--num_processes), num_processes / num_machines on each. 1: train "
+                                                    "in the calling process. More: workers started with `accelerate "
+                                                    "launch`.")
     config: str | None = Field(None, description="An accelerate config YAML, e.g. configs/accelerate/zero2.yaml. "
                                                  "Empty: ddp.yaml on a GPU machine, cpu_2proc.yaml on CPU.")
+    num_machines: int = Field(1, ge=1, description="Machines the processes spread over. Machine 0 is the one running "
+                                                   "the stage; `peers` starts the others.")
+    peers: Literal["local", "kubernetes"] | None = Field(
+        None, description="How machines 1..N-1 start (needed when num_machines > 1). local: as more process groups "
+                          "on this host (a single-host emulation of a multi-node job, for CPU and tests); "
+                          "kubernetes: as pods of an Indexed Job (see `kubernetes`).")
+    main_process_ip: str | None = Field(None, description="Address the other machines reach machine 0 at. Empty: "
+                                                          "127.0.0.1 for local peers; the flow pod's IP (POD_IP) "
+                                                          "for kubernetes.")
+    kubernetes: KubernetesPeers = KubernetesPeers()
+
+    @model_validator(mode="after")
+    def _machines(self):
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes ({self.num_processes}) counts the processes of all machines: it must be "
+                             f"a multiple of num_machines ({self.num_machines})")
+        if self.num_machines > 1 and self.peers is None:
+            raise ValueError(f"num_machines is {self.num_machines}: set peers to 'local' (more process groups on "
+                             "this host) or 'kubernetes' (an Indexed Job) to start machines 1..N-1")
+        if self.num_machines == 1 and (self.peers or self.main_process_ip):
+            raise ValueError("peers and main_process_ip apply when num_machines > 1")
+        if self.peers != "kubernetes" and self.kubernetes != KubernetesPeers():
+            raise ValueError("kubernetes settings apply with peers: kubernetes")
+        return self
 
 
 class SFTSection(Section):

@@ -1,4 +1,5 @@
-"""accelerate configs, the launch command, and SFT + GRPO on 2 CPU worker processes."""
+"""accelerate configs, the launch command, and SFT + GRPO on 2 CPU worker processes (on one machine,
+or on two; more of the multi-machine launcher in test_multinode.py)."""
 
 import os
 import sys
@@ -49,29 +50,36 @@ def test_stream_forwards_each_line_and_a_failure_carries_the_last_lines():
     lines = []
     script = "import sys; print('bar 10%\\rbar 90%\\rfirst'); print('second'); sys.exit(3)"
     with pytest.raises(RuntimeError, match=r"status 3(.|\n)*first\nsecond"):
-        stream([sys.executable, "-c", script], dict(os.environ), lines.append)
-    assert lines == ["first", "second"]  # a progress bar's redraws collapse to its last state
+        stream([[sys.executable, "-c", script]], dict(os.environ), lines.append)
+    assert lines == ["first", "second"]  # a progress bar's redraws collapse to its last state; one machine: no prefix
 
 
 @pytest.mark.integration
-def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir):
+@pytest.mark.parametrize("machines", [1, 2], ids=["one-machine", "two-local-machines"])
+def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir, machines):
+    """Two workers: both on this machine, or one on each of two machines (machine 1 started as a
+    local peer) that join through accelerate's static rendezvous."""
     from tasks.grpo import run_grpo_stage
     from tasks.sft import model_dir, run_sft
 
+    launcher = ["num_processes=2"] + (["num_machines=2", "peers=local"] if machines > 1 else [])
     recipe = load_recipe(CONFIGS / "tiny.yaml", [
-        f"tracking.runs_dir={tmp_path / 'runs'}", "sft.launcher.num_processes=2", "sft.trainer.max_steps=2",
-        "grpo.stages.0.launcher.num_processes=2", "grpo.stages.0.monitors.reward_hacking.policy=off"])
+        f"tracking.runs_dir={tmp_path / 'runs'}", "sft.trainer.max_steps=2",
+        "grpo.stages.0.monitors.reward_hacking.policy=off",
+        *[f"{where}.launcher.{setting}" for where in ("sft", "grpo.stages.0") for setting in launcher]])
     configure_tracking(recipe.tracking)
     lines = []
-    sft = run_stage(recipe, "sft", "2proc", lambda out: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out,
-                                                                    on_line=lines.append))
+    tag = f"2proc-{machines}machines"
+    sft = run_stage(recipe, "sft", tag, lambda out: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out,
+                                                             on_line=lines.append))
     stage = recipe.grpo.stages[0]
-    grpo = run_stage(recipe, "grpo-stage-1", "2proc", lambda out: run_grpo_stage(
+    grpo = run_stage(recipe, "grpo-stage-1", tag, lambda out: run_grpo_stage(
         recipe, stage, tiny_data_dir, sft.path, out, on_line=lines.append))
 
     for kind in ("sft", "grpo stage-1"):
-        for rank in (0, 1):
-            assert any(f"[worker rank {rank} of 2] {kind}" in line for line in lines), (kind, rank)
+        for rank in (0, 1):  # with two machines, global rank r is machine r's one process
+            machine = f"[machine {rank}] " if machines > 1 else ""
+            assert any(f"{machine}[worker rank {rank} of 2] {kind}" in line for line in lines), (kind, rank)
     client = MlflowClient()
     assert "train_loss" in client.get_run(sft.run_id).data.metrics  # the workers logged into the stage's run
     grpo_metrics = client.get_run(grpo.run_id).data.metrics
