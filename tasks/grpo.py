@@ -13,7 +13,6 @@ plots in `out_dir/plots` (also MLflow artifacts), monitor trips in `out_dir/moni
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from statistics import mean
 from typing import Any, Callable
@@ -27,9 +26,10 @@ from tasks.grpo_presets import (
     stage_trainer_fields,
     vllm_settings,
 )
-from tasks.launch import launch_stage, should_launch
+from tasks.launch import launch_stage, should_launch, tag_distribution
 from tasks.recipe import GRPOStage, Recipe, StageData
 from tasks.sft import _last_checkpoint, model_dir, trainer_defaults
+from tasks.tracking import stage_run_id
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,6 @@ def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_
     return _train(recipe, stage, data_dir, init_dir, out_dir, list(callbacks))
 
 
-def stage_run_id() -> str | None:
-    """The stage's MLflow run: the launcher's `MLFLOW_RUN_ID` in a worker, else the active run."""
-    import mlflow
-
-    run = mlflow.active_run()
-    return os.environ.get("MLFLOW_RUN_ID") or (run.info.run_id if run else None)
-
-
 def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, callbacks: list) -> dict[str, float]:
     from trl import GRPOConfig
 
@@ -118,6 +110,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
         train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
         dynamic_sampling=dynamic_sampling_for(stage), callbacks=callbacks)
     run_id = stage_run_id()
+    tag_distribution(trainer.accelerator, run_id)
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
     last = _last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:

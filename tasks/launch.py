@@ -25,10 +25,12 @@ configs/accelerate/cpu_2proc.yaml.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
 import queue
+import re
 import shlex
 import signal
 import socket
@@ -47,10 +49,58 @@ WORKER_ENV = "RLVR_TRAIN_WORKER"  # set in workers: train here, never launch aga
 METRICS_FILE = "train_metrics.json"
 KUBERNETES_INSTALL = "pip install 'kubernetes<37'"  # the bound: see pyproject.toml's `kubernetes` extra
 RANK_FROM_INDEX = "$((JOB_COMPLETION_INDEX + 1))"  # shell: pod i of the worker Job is machine i + 1
+# A Python exception's last traceback line, e.g. "[rank1]: ValueError: ..." (torchrun's own
+# ChildFailedError, which only reports that a rank died, is not the cause).
+EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?(?!torch\.distributed\.elastic)[\w.]*(Error|Exception|Interrupt)\b: ")
 
 
 def should_launch(launcher) -> bool:
     return launcher.num_processes > 1 and not os.environ.get(WORKER_ENV)
+
+
+def accelerate_config_problems(where: str, config: str | None) -> list[str]:
+    """What would stop a launcher's accelerate config before any worker starts: a missing file,
+    DeepSpeed without its package, ZeRO-3 saving shards the next stage could not load."""
+    if not config:
+        return []
+    if not Path(config).is_file():
+        return [f"{where}: accelerate config not found: {config} (see configs/accelerate/)"]
+    import yaml
+
+    settings = yaml.safe_load(Path(config).read_text()) or {}
+    if settings.get("distributed_type") != "DEEPSPEED":
+        return []
+    problems = []
+    if importlib.util.find_spec("deepspeed") is None:
+        problems.append(f"{where}: {config} uses DeepSpeed: pip install 'rlvr-pipeline[deepspeed]' (on a machine "
+                        "without CUDA it compiles a communication op at start: it needs a C++ compiler)")
+    deepspeed = settings.get("deepspeed_config") or {}
+    if (deepspeed.get("zero_stage") == 3 and not deepspeed.get("zero3_save_16bit_model")
+            and not deepspeed.get("deepspeed_config_file")):
+        problems.append(f"{where}: {config} shards the weights (zero_stage 3) without deepspeed_config."
+                        "zero3_save_16bit_model: true, so the stage would save no model the next stage can load")
+    return problems
+
+
+def tag_distribution(accelerator, run_id: str | None) -> None:
+    """Tag the stage's MLflow run with how its training was spread: accelerate's distributed type
+    (NO, MULTI_CPU, MULTI_GPU, DEEPSPEED, FSDP), processes, machines, mixed precision and the
+    ZeRO stage, so a run records the setup that produced it (the main process writes them)."""
+    if not run_id or not accelerator.is_main_process:
+        return
+    from mlflow import MlflowClient
+
+    tags = {"distributed.type": accelerator.distributed_type.value,
+            "distributed.processes": accelerator.num_processes,
+            # torchrun's LOCAL_WORLD_SIZE: processes per machine
+            "distributed.machines": accelerator.num_processes // int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+            "distributed.mixed_precision": accelerator.mixed_precision}
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        tags["distributed.zero_stage"] = plugin.zero_stage
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
 
 
 def default_config() -> Path:
@@ -120,6 +170,7 @@ def stream(cmds: list[list[str]], env: dict[str, str], on_line: Callable[[str], 
         threading.Thread(target=_read_lines, args=(machine, proc, lines), daemon=True).start()
     label = [f"[machine {i}] " if len(cmds) > 1 else "" for i in range(len(cmds))]
     recent = [deque(maxlen=tail) for _ in cmds]
+    first_error = None  # the root cause; the tail is mostly torchrun's report of the ranks it then killed
     running = len(procs)
     try:
         while running:
@@ -127,11 +178,14 @@ def stream(cmds: list[list[str]], env: dict[str, str], on_line: Callable[[str], 
             if line is not None:
                 recent[machine].append(line)
                 on_line(label[machine] + line)
+                if first_error is None and EXCEPTION_LINE.search(line):
+                    first_error = label[machine] + line
             elif procs[machine].wait() == 0:
                 running -= 1
             else:
+                cause = f"\nfirst error: {first_error}" if first_error else ""
                 raise RuntimeError(f"{label[machine]}training workers exited with status {procs[machine].returncode}: "
-                                   f"{' '.join(cmds[machine])}\n" + "\n".join(recent[machine]))
+                                   f"{' '.join(cmds[machine])}{cause}\n" + "\n".join(recent[machine]))
     except BaseException:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):

@@ -9,6 +9,7 @@ Both write a `model/` directory (weights + tokenizer) that the next stage loads 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +40,17 @@ def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> d
     return {"model/parameters": float(sum(p.numel() for p in model.parameters())), "model/vocab_size": float(len(tok))}
 
 
+def mixed_precision() -> dict[str, bool]:
+    """The trainer's bf16/fp16: in an `accelerate launch` worker, its config's mixed_precision
+    (DeepSpeed refuses a trainer that disagrees with it); else bf16 where the GPU supports it."""
+    import torch
+
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched:
+        return {"bf16": launched == "bf16", "fp16": launched == "fp16"}
+    return {"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported()}
+
+
 def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
     """Settings we always pass to a TRL config; the recipe's `trainer:` map overrides the rest."""
     import torch
@@ -48,7 +60,7 @@ def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
         "report_to": ["mlflow"],  # streams into the active MLflow (child) run
         "seed": recipe.seed,
         "use_cpu": not torch.cuda.is_available(),
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **mixed_precision(),
         "disable_tqdm": True,
         "logging_steps": 10,
         "save_only_model": False,
@@ -59,7 +71,8 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
             on_line: Callable[[str], None] | None = None, callbacks: list | tuple = ()) -> dict[str, float]:
     """Cold-start SFT on the curated, verifier-checked traces (loss on the completion only);
     on `sft.launcher.num_processes` accelerate workers when that is more than one."""
-    from tasks.launch import launch_stage, should_launch
+    from tasks.launch import launch_stage, should_launch, tag_distribution
+    from tasks.tracking import stage_run_id
 
     if should_launch(recipe.sft.launcher):
         return launch_stage("sft", recipe, out_dir, data_dir, base_dir, recipe.sft.launcher, on_line=on_line)
@@ -76,6 +89,7 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
     } for r in rows])
     args = SFTConfig(**{**trainer_defaults(recipe, out_dir), **recipe.sft.trainer})
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
+    tag_distribution(trainer.accelerator, stage_run_id())
     last = _last_checkpoint(args.output_dir)
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(model_dir(out_dir)))

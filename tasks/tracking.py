@@ -235,3 +235,11 @@ def ui_link(run_id: str | None) -> str:
     base = os.environ.get("RLVR_MLFLOW_UI", "http://127.0.0.1:5000")
     exp = mlflow.get_run(run_id).info.experiment_id
     return f"{base}/#/experiments/{exp}/runs/{run_id}"
+
+
+def stage_run_id() -> str | None:
+    """The stage's MLflow run: the launcher's `MLFLOW_RUN_ID` in a worker, else the active run."""
+    import mlflow
+
+    run = mlflow.active_run()
+    return os.environ.get("MLFLOW_RUN_ID") or (run.info.run_id if run else None)

@@ -9,7 +9,15 @@ from accelerate.commands.config.config_args import ClusterConfig
 from accelerate.commands.launch import launch_command_parser
 from mlflow import MlflowClient
 
-from tasks.launch import ACCELERATE_CONFIGS, WORKER_ENV, accelerate_command, should_launch, stream, worker_env
+from tasks.launch import (
+    ACCELERATE_CONFIGS,
+    WORKER_ENV,
+    accelerate_command,
+    accelerate_config_problems,
+    should_launch,
+    stream,
+    worker_env,
+)
 from tasks.recipe import Launcher, load_recipe
 from tasks.tracking import configure_tracking, run_stage
 from tests.conftest import CONFIGS
@@ -54,6 +62,32 @@ def test_stream_forwards_each_line_and_a_failure_carries_the_last_lines():
     assert lines == ["first", "second"]  # a progress bar's redraws collapse to its last state; one machine: no prefix
 
 
+def test_a_failure_names_the_workers_first_exception_above_torchruns_report():
+    script = ("print('[rank1]: Traceback (most recent call last):'); print('[rank1]: ValueError: ds bf16 mismatch');"
+              "print('torch.distributed.elastic.multiprocessing.errors.ChildFailedError:');"
+              "print('RuntimeError: a later echo'); raise SystemExit(1)")
+    with pytest.raises(RuntimeError) as failure:
+        stream([[sys.executable, "-c", script]], dict(os.environ), lambda line: None)
+    assert str(failure.value).splitlines()[1] == "first error: [rank1]: ValueError: ds bf16 mismatch"
+
+
+def test_accelerate_config_problems(tmp_path, monkeypatch):
+    import tasks.launch
+
+    assert accelerate_config_problems("sft.launcher.config", None) == []
+    assert accelerate_config_problems("x", "configs/accelerate/cpu_2proc.yaml") == []
+    assert "accelerate config not found: nope.yaml" in accelerate_config_problems("x", "nope.yaml")[0]
+    shards = tmp_path / "zero3.yaml"
+    shards.write_text((ACCELERATE_CONFIGS / "zero3.yaml").read_text().replace("  zero3_save_16bit_model: true\n", ""))
+    [problem] = accelerate_config_problems("grpo.stages.0.launcher.config", str(shards))
+    assert problem.startswith("grpo.stages.0.launcher.config: ") and "zero3_save_16bit_model: true" in problem
+    real_find_spec = tasks.launch.importlib.util.find_spec
+    monkeypatch.setattr(tasks.launch.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
+    [problem] = accelerate_config_problems("x", "configs/accelerate/zero2.yaml")
+    assert "uses DeepSpeed: pip install 'rlvr-pipeline[deepspeed]'" in problem
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("machines", [1, 2], ids=["one-machine", "two-local-machines"])
 def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir, machines):
@@ -82,7 +116,44 @@ def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_
             assert any(f"{machine}[worker rank {rank} of 2] {kind}" in line for line in lines), (kind, rank)
     client = MlflowClient()
     assert "train_loss" in client.get_run(sft.run_id).data.metrics  # the workers logged into the stage's run
+    for run in (sft.run_id, grpo.run_id):
+        tags = client.get_run(run).data.tags
+        assert (tags["distributed.type"], tags["distributed.processes"], tags["distributed.machines"]) == (
+            "MULTI_CPU", "2", str(machines))
     grpo_metrics = client.get_run(grpo.run_id).data.metrics
     assert "reward" in grpo_metrics and "perf/throughput" in grpo_metrics
     assert grpo.metrics["grpo/steps"] == 2 and sft.metrics["sft/rows"] == 40
     assert (model_dir(grpo.path) / "config.json").is_file()
+
+
+@pytest.mark.integration
+def test_deepspeed_zero2_sft_and_zero3_grpo_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir):
+    """The stock ZeRO configs (bf16 and all) run as they are on 2 CPU processes: ZeRO-2 SFT, then
+    ZeRO-3 GRPO, whose generation gathers the sharded weights; each saves a loadable model."""
+    pytest.importorskip("deepspeed", reason="pip install 'rlvr-pipeline[deepspeed]'")
+    from safetensors.torch import load_file
+
+    from tasks.grpo import run_grpo_stage
+    from tasks.sft import model_dir, run_sft
+
+    recipe = load_recipe(CONFIGS / "tiny.yaml", [
+        f"tracking.runs_dir={tmp_path / 'runs'}", "sft.trainer.max_steps=2",
+        "grpo.stages.0.monitors.reward_hacking.policy=off",
+        "sft.launcher.num_processes=2", "sft.launcher.config=configs/accelerate/zero2.yaml",
+        "grpo.stages.0.launcher.num_processes=2", "grpo.stages.0.launcher.config=configs/accelerate/zero3.yaml"])
+    configure_tracking(recipe.tracking)
+    sft = run_stage(recipe, "sft", "zero", lambda out: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out))
+    stage = recipe.grpo.stages[0]
+    grpo = run_stage(recipe, "grpo-stage-1", "zero", lambda out: run_grpo_stage(
+        recipe, stage, tiny_data_dir, sft.path, out))
+
+    client = MlflowClient()
+    for run, zero_stage in ((sft.run_id, "2"), (grpo.run_id, "3")):
+        tags = client.get_run(run).data.tags
+        assert (tags["distributed.type"], tags["distributed.zero_stage"], tags["distributed.mixed_precision"]) == (
+            "DEEPSPEED", zero_stage, "bf16")
+    assert "reward" in client.get_run(grpo.run_id).data.metrics
+    base, trained = (load_file(model_dir(d) / "model.safetensors") for d in (tiny_model_dir.parent, grpo.path))
+    assert {k: t.shape for k, t in trained.items()} == {k: t.shape for k, t in base.items()}  # whole, not shards
+    moved = max(float((trained[k].float() - t.float()).abs().max() / t.float().abs().max()) for k, t in base.items())
+    assert moved > 0.05  # training moved the weights, by far more than bf16 rounding (0.4%)
