@@ -28,7 +28,7 @@ from tasks.verifiers import REWARDS
 def reasoning_split(eval_dir: str) -> dict[str, float]:
     """Share of held-out samples with an empty <think> block, and the accuracy of the others."""
     skipped = reasoned = reasoned_right = 0
-    for line in open(Path(eval_dir) / "samples.jsonl"):
+    for line in (Path(eval_dir) / "samples.jsonl").read_text().splitlines():
         doc = json.loads(line)
         right = REWARDS["math_answer_reward"](completions=doc["completions"], answer=[doc["target"]] * len(doc["completions"]))
         for completion, r in zip(doc["completions"], right):

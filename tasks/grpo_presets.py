@@ -120,7 +120,7 @@ def check_vllm_server(kwargs: dict[str, Any], serve_cmd: list[str], timeout_s: f
 
 def check_stages(recipe) -> list[str]:
     """Recipe problems of the GRPO stages and launchers beyond the schema (run by `validate_recipe`)."""
-    from tasks.launch import KUBERNETES_INSTALL, REPO, accelerate_config_problems
+    from tasks.launch import launcher_problems
     from tasks.verifiers import REWARDS
 
     problems = []
@@ -142,12 +142,5 @@ def check_stages(recipe) -> list[str]:
         if stage.lora is not None and importlib.util.find_spec("peft") is None:
             problems.append(f"{where}.lora: needs the peft package (pip install peft)")
     for where, launcher in launchers:
-        problems += accelerate_config_problems(f"{where}.config", launcher.config)
-        if launcher.peers != "kubernetes":
-            continue
-        if not (REPO / launcher.kubernetes.manifest).is_file():
-            problems.append(f"{where}.kubernetes.manifest: worker Job template not found: "
-                            f"{launcher.kubernetes.manifest}")
-        if importlib.util.find_spec("kubernetes") is None:
-            problems.append(f"{where}.peers: 'kubernetes' needs the kubernetes package ({KUBERNETES_INSTALL})")
+        problems += launcher_problems(where, launcher)
     return problems

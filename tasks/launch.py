@@ -48,6 +48,7 @@ ACCELERATE_CONFIGS = REPO / "configs" / "accelerate"
 WORKER_ENV = "RLVR_TRAIN_WORKER"  # set in workers: train here, never launch again
 METRICS_FILE = "train_metrics.json"
 KUBERNETES_INSTALL = "pip install 'kubernetes<37'"  # the bound: see pyproject.toml's `kubernetes` extra
+DEEPSPEED_INSTALL = "pip install -e '.[deepspeed]'"  # pyproject.toml's `deepspeed` extra
 RANK_FROM_INDEX = "$((JOB_COMPLETION_INDEX + 1))"  # shell: pod i of the worker Job is machine i + 1
 # A Python exception's last traceback line, e.g. "[rank1]: ValueError: ..." (torchrun's own
 # ChildFailedError, which only reports that a rank died, is not the cause).
@@ -58,9 +59,21 @@ def should_launch(launcher) -> bool:
     return launcher.num_processes > 1 and not os.environ.get(WORKER_ENV)
 
 
-def accelerate_config_problems(where: str, config: str | None) -> list[str]:
-    """What would stop a launcher's accelerate config before any worker starts: a missing file,
-    DeepSpeed without its package, ZeRO-3 saving shards the next stage could not load."""
+def launcher_problems(where: str, launcher) -> list[str]:
+    """What would stop a launcher before any worker starts (run by `validate_recipe`): a missing
+    accelerate config, DeepSpeed without its package, ZeRO-3 saving shards the next stage could
+    not load; for kubernetes peers, a missing worker Job template or package."""
+    problems = _accelerate_config_problems(f"{where}.config", launcher.config)
+    if launcher.peers == "kubernetes":
+        if not (REPO / launcher.kubernetes.manifest).is_file():
+            problems.append(f"{where}.kubernetes.manifest: worker Job template not found: "
+                            f"{launcher.kubernetes.manifest}")
+        if importlib.util.find_spec("kubernetes") is None:
+            problems.append(f"{where}.peers: 'kubernetes' needs the kubernetes package ({KUBERNETES_INSTALL})")
+    return problems
+
+
+def _accelerate_config_problems(where: str, config: str | None) -> list[str]:
     if not config:
         return []
     if not Path(config).is_file():
@@ -72,8 +85,8 @@ def accelerate_config_problems(where: str, config: str | None) -> list[str]:
         return []
     problems = []
     if importlib.util.find_spec("deepspeed") is None:
-        problems.append(f"{where}: {config} uses DeepSpeed: pip install 'rlvr-pipeline[deepspeed]' (on a machine "
-                        "without CUDA it compiles a communication op at start: it needs a C++ compiler)")
+        problems.append(f"{where}: {config} uses DeepSpeed: {DEEPSPEED_INSTALL} (on a machine without CUDA it "
+                        "compiles a communication op at start: it needs a C++ compiler)")
     deepspeed = settings.get("deepspeed_config") or {}
     if (deepspeed.get("zero_stage") == 3 and not deepspeed.get("zero3_save_16bit_model")
             and not deepspeed.get("deepspeed_config_file")):
@@ -89,6 +102,7 @@ def tag_distribution(accelerator, run_id: str | None) -> None:
     if not run_id or not accelerator.is_main_process:
         return
     from mlflow import MlflowClient
+    from mlflow.entities import RunTag
 
     tags = {"distributed.type": accelerator.distributed_type.value,
             "distributed.processes": accelerator.num_processes,
@@ -98,9 +112,7 @@ def tag_distribution(accelerator, run_id: str | None) -> None:
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         tags["distributed.zero_stage"] = plugin.zero_stage
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_tag(run_id, key, str(value))
+    MlflowClient().log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
 
 
 def default_config() -> Path:

@@ -11,9 +11,10 @@ from mlflow import MlflowClient
 
 from tasks.launch import (
     ACCELERATE_CONFIGS,
+    DEEPSPEED_INSTALL,
     WORKER_ENV,
     accelerate_command,
-    accelerate_config_problems,
+    launcher_problems,
     should_launch,
     stream,
     worker_env,
@@ -71,21 +72,21 @@ def test_a_failure_names_the_workers_first_exception_above_torchruns_report():
     assert str(failure.value).splitlines()[1] == "first error: [rank1]: ValueError: ds bf16 mismatch"
 
 
-def test_accelerate_config_problems(tmp_path, monkeypatch):
+def test_launcher_problems(tmp_path, monkeypatch):
     import tasks.launch
 
-    assert accelerate_config_problems("sft.launcher.config", None) == []
-    assert accelerate_config_problems("x", "configs/accelerate/cpu_2proc.yaml") == []
-    assert "accelerate config not found: nope.yaml" in accelerate_config_problems("x", "nope.yaml")[0]
+    assert launcher_problems("sft.launcher", Launcher()) == []
+    assert launcher_problems("x", Launcher(config="configs/accelerate/cpu_2proc.yaml")) == []
+    assert "x.config: accelerate config not found: nope.yaml" in launcher_problems("x", Launcher(config="nope.yaml"))[0]
     shards = tmp_path / "zero3.yaml"
     shards.write_text((ACCELERATE_CONFIGS / "zero3.yaml").read_text().replace("  zero3_save_16bit_model: true\n", ""))
-    [problem] = accelerate_config_problems("grpo.stages.0.launcher.config", str(shards))
+    [problem] = launcher_problems("grpo.stages.0.launcher", Launcher(config=str(shards)))
     assert problem.startswith("grpo.stages.0.launcher.config: ") and "zero3_save_16bit_model: true" in problem
     real_find_spec = tasks.launch.importlib.util.find_spec
     monkeypatch.setattr(tasks.launch.importlib.util, "find_spec",
                         lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
-    [problem] = accelerate_config_problems("x", "configs/accelerate/zero2.yaml")
-    assert "uses DeepSpeed: pip install 'rlvr-pipeline[deepspeed]'" in problem
+    [problem] = launcher_problems("x", Launcher(config="configs/accelerate/zero2.yaml"))
+    assert f"uses DeepSpeed: {DEEPSPEED_INSTALL}" in problem
 
 
 @pytest.mark.integration
@@ -130,7 +131,7 @@ def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_
 def test_deepspeed_zero2_sft_and_zero3_grpo_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir):
     """The stock ZeRO configs (bf16 and all) run as they are on 2 CPU processes: ZeRO-2 SFT, then
     ZeRO-3 GRPO, whose generation gathers the sharded weights; each saves a loadable model."""
-    pytest.importorskip("deepspeed", reason="pip install 'rlvr-pipeline[deepspeed]'")
+    pytest.importorskip("deepspeed", reason=DEEPSPEED_INSTALL)
     from safetensors.torch import load_file
 
     from tasks.grpo import run_grpo_stage
