@@ -6,8 +6,8 @@ from prefect import flow, task
 
 from flows.progress import progress_hook
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
-from tasks.curate import curate, data_key, log_splits
-from tasks.decontaminate import benchmark_sources
+from tasks.data.curate import curate, data_key, log_splits
+from tasks.data.decontaminate import benchmark_sources
 from tasks.recipe import Recipe
 from tasks.tracking import StageOutput, configure_tracking, run_stage
 

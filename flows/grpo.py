@@ -11,10 +11,10 @@ from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
-from tasks.difficulty import filter_stage_rows
-from tasks.grpo import run_grpo_stage
-from tasks.monitors import read_trips
-from tasks.plots import PANELS
+from tasks.train.difficulty import filter_stage_rows
+from tasks.train.grpo import run_grpo_stage
+from tasks.train.monitors import read_trips
+from tasks.train.plots import PANELS
 from tasks.recipe import GRPOStage, Recipe, stable_hash
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 

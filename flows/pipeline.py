@@ -12,12 +12,12 @@ from flows.evaluate import check_benchmarks_ready, evaluate_flow
 from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, prefect_tags
 from flows.sft import sft_flow
-from tasks.eval_report import headline_metrics
-from tasks.evaluate import suite_key
-from tasks.promote import champion_score, current_champion, promote_if_better, record_decision, register_model, \
+from tasks.eval.report import headline_metrics
+from tasks.eval.evaluate import suite_key
+from tasks.eval.promote import champion_score, current_champion, promote_if_better, record_decision, register_model, \
     registry_stage
 from tasks.recipe import Recipe
-from tasks.sft import model_dir
+from tasks.train.sft import model_dir
 from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
 
 

@@ -605,7 +605,7 @@ def _check_trainer_keys(recipe: Recipe) -> list[str]:
 
     from trl import GRPOConfig, SFTConfig
 
-    from tasks.grpo_presets import stage_trainer_fields
+    from tasks.train.presets import stage_trainer_fields
 
     problems = []
     maps = [("sft.trainer", SFTConfig, recipe.sft.trainer, recipe.sft.trainer)] + [
@@ -668,7 +668,7 @@ def _check_files(recipe: Recipe) -> list[str]:
 
 
 def _check_benchmarks(recipe: Recipe) -> list[str]:
-    from tasks.benchmark_checks import check_benchmarks
+    from tasks.eval.benchmark_checks import check_benchmarks
 
     return check_benchmarks(recipe.evaluation)
 
@@ -680,7 +680,7 @@ def validate_recipe(raw: dict) -> Recipe:
     except ValidationError as e:
         lines = [_describe(err) for err in e.errors()]
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
-    from tasks.grpo_presets import check_stages
+    from tasks.train.presets import check_stages
 
     problems = (_check_files(recipe) + _check_benchmarks(recipe) + _check_rewards(recipe)
                 + _check_trainer_keys(recipe) + check_stages(recipe))

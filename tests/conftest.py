@@ -38,10 +38,10 @@ def tiny_recipe(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A saved from-scratch model + tokenizer trained on synthetic rows, built once."""
-    from tasks.curate import format_completion
+    from tasks.data.curate import format_completion
     from tasks.modeling import init_model, train_tokenizer
     from tasks.recipe import ScratchModel
-    from tasks.synthetic import generate
+    from tasks.data.synthetic import generate
 
     rows = generate("arithmetic", n=200, seed=0, max_operands=2, max_value=9)
     tok = train_tokenizer([r["question"] + format_completion(r["reasoning"], r["answer"]) for r in rows], 96)
@@ -59,8 +59,8 @@ def tiny_data_dir(tmp_path_factory):
     directly (no curation run), for stage tests that start from `tiny_model_dir`."""
     import json
 
-    from tasks.curate import format_completion
-    from tasks.synthetic import generate
+    from tasks.data.curate import format_completion
+    from tasks.data.synthetic import generate
 
     rows = generate("arithmetic", n=96, seed=1, max_operands=2, max_value=9)
     splits = {"grpo": rows[:48], "sft": [{**r, "completion": format_completion(r["reasoning"], r["answer"])}

@@ -42,7 +42,7 @@ def _free_port() -> int:
 def stack(tmp_path_factory):
     """`rlvr stack up` in the foreground, as a person starts it; the last test presses Ctrl-C."""
     tmp = tmp_path_factory.mktemp("stack")
-    cmd = [sys.executable, "-m", "flows.cli", "stack", "up", "--recipe", str(CONFIGS / "tiny.yaml"),
+    cmd = [sys.executable, "-m", "tasks.ops.cli", "stack", "up", "--recipe", str(CONFIGS / "tiny.yaml"),
            "--set", f"tracking.runs_dir={tmp / 'runs'}", "--state-dir", str(tmp / "state"),
            "--prefect-port", str(_free_port()), "--mlflow-port", str(_free_port())]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -203,7 +203,7 @@ def test_compare_two_pipeline_runs_in_cli_and_mlflow(stack, page):
         time.sleep(2)
 
     out = SHOTS / "compare.png"
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "compare", "--recipe", str(CONFIGS / "tiny.yaml"),
+    result = subprocess.run([sys.executable, "-m", "tasks.ops.cli", "compare", "--recipe", str(CONFIGS / "tiny.yaml"),
                              "--set", f"tracking.runs_dir={stack['runs']}", "--last", "2", "--out", str(out)],
                             cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "RLVR_MLFLOW_UI": stack["mlflow"]})
@@ -220,7 +220,7 @@ def test_compare_two_pipeline_runs_in_cli_and_mlflow(stack, page):
 
 
 def test_ctrl_c_stops_the_whole_stack(stack):
-    from flows.stack import stack_processes
+    from tasks.ops.stack import stack_processes
 
     assert stack_processes(stack["id"]), "the stack's processes should be running before Ctrl-C"
     stack["proc"].send_signal(signal.SIGINT)

@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.curate import curate_flow
-from tasks.curate import read_split
+from tasks.data.curate import read_split
 from tasks.recipe import load_recipe
 from tests.conftest import CONFIGS, GSM8K
 

@@ -8,8 +8,8 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.evaluate import evaluate_flow
-from tasks.benchmarks import BenchmarkError
-from tasks.promote import promote_if_better, register_model
+from tasks.eval.benchmarks import BenchmarkError
+from tasks.eval.promote import promote_if_better, register_model
 from tasks.tracking import configure_tracking
 
 pytestmark = pytest.mark.integration

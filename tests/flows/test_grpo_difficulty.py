@@ -3,7 +3,7 @@
 import pytest
 
 from flows.grpo import grpo_flow
-from tasks.curate import read_split
+from tasks.data.curate import read_split
 from tasks.recipe import load_recipe
 from tests.conftest import CONFIGS
 

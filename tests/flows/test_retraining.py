@@ -10,7 +10,7 @@ import pytest
 
 from flows.pipeline import pipeline_flow
 from tasks.recipe import load_recipe
-from tasks.synthetic import generate
+from tasks.data.synthetic import generate
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-from tasks.curate import format_completion
+from tasks.data.curate import format_completion
 from tasks.modeling import load_model
 
 

@@ -1,0 +1,130 @@
+"""GRPO through the pipeline vs the same TRL GRPOTrainer config in a plain script (issue 5).
+
+Target: pipeline wall time / plain wall time <= 1.10. Also reports the reward share of step time
+(issue 3 target: <= 5% in the default recipe) and throughput.
+
+Setup, once: curate the recipe's data, build its from-scratch base model and give it a short
+cold-start SFT (so completions look like the real run's: a format, an answer to verify). Then,
+alternating the order each repeat, both sides train GRPO stage 1 for `--steps` steps from that
+checkpoint with the same GRPOConfig (the recipe's `trainer:` map over the pipeline's defaults,
+`report_to: mlflow` into an active run on both sides):
+- pipeline: `tasks.train.grpo.run_grpo_stage` inside `tasks.tracking.run_stage` (concurrent rewards,
+  monitors, canary baseline, sample tables, timing metrics, plots, result bookkeeping);
+- plain: `trl.GRPOTrainer(model=path, reward_funcs=[...], args=GRPOConfig(**same), train_dataset=...)`,
+  `.train()`, `.save_model()` in an MLflow run, on the same rows (the pipeline's canary rows
+  are held back on both sides, so both sample the same prompts).
+Each side is timed from trainer construction to the saved model (imports are done first).
+
+    python measurements/grpo_overhead.py                      # configs/default.yaml, 20 steps, 3 repeats
+    python measurements/grpo_overhead.py --steps 10 --repeats 2 --recipe configs/tiny.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mlflow  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from tasks.data.curate import curate, read_split  # noqa: E402
+from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary  # noqa: E402
+from tasks.train.presets import stage_rewards, stage_trainer_fields  # noqa: E402
+from tasks.recipe import load_recipe  # noqa: E402
+from tasks.train.sft import model_dir, prepare_base_model, run_sft, trainer_defaults  # noqa: E402
+from tasks.tracking import configure_tracking, run_stage  # noqa: E402
+from tasks.verifiers import build_reward  # noqa: E402
+
+TARGET_RATIO = 1.10
+
+
+def prepare(recipe, root: Path, sft_steps: int) -> tuple[Path, Path]:
+    data, base, sft = root / "data", root / "base", root / "sft"
+    curate(recipe.data, data)
+    prepare_base_model(recipe, data, base)
+    short = recipe.model_copy(deep=True)
+    short.sft.trainer["max_steps"] = sft_steps
+    with mlflow.start_run(run_name="sft-for-benchmark"):
+        run_sft(short, data, base, sft)
+    return data, sft
+
+
+def plain_config(recipe, stage, out: Path) -> dict:
+    """The GRPOConfig fields the pipeline passes for this stage (see tasks/train/grpo.py)."""
+    fields = stage_trainer_fields(stage)
+    return {**trainer_defaults(recipe, out), "save_total_limit": 2, "ddp_find_unused_parameters": False, **fields,
+            "reward_weights": [s.weight for s in stage_rewards(stage, fields)]}
+
+
+def training_rows(stage, data: Path) -> list[dict]:
+    """The rows the pipeline trains on (its canary rows held back), so both sides see the same prompts."""
+    return split_canary(select_rows(read_split(data, "grpo"), stage.data), stage)[0]
+
+
+def run_plain(recipe, stage, data: Path, init: Path, out: Path) -> float:
+    specs = stage_rewards(stage, stage_trainer_fields(stage))
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name="plain-trl"):
+        trainer = GRPOTrainer(model=str(model_dir(init)), reward_funcs=[build_reward(s.name, s.params) for s in specs],
+                              args=GRPOConfig(**plain_config(recipe, stage, out)),
+                              train_dataset=grpo_dataset(recipe, training_rows(stage, data)))
+        trainer.train()
+        trainer.save_model(str(model_dir(out)))
+    return time.perf_counter() - t0
+
+
+def run_pipeline(recipe, stage, data: Path, init: Path, key: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    out = run_stage(recipe, "grpo-bench", key, lambda o: run_grpo_stage(recipe, stage, data, init, o))
+    return time.perf_counter() - t0, out.metrics
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--recipe", default="configs/default.yaml")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sft-steps", type=int, default=200)
+    args = ap.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="grpo-overhead-"))
+    recipe = load_recipe(args.recipe, [f"tracking.runs_dir={root / 'runs'}", "tracking.experiment=grpo-overhead",
+                                       f"grpo.stages.0.trainer.max_steps={args.steps}"])
+    configure_tracking(recipe.tracking)
+    stage = recipe.grpo.stages[0]
+    print(f"recipe {args.recipe}, stage {stage.name}: {args.steps} steps, trainer {stage.trainer}", flush=True)
+    data, init = prepare(recipe, root, args.sft_steps)
+
+    pipeline_s, plain_s, metrics = [], [], []
+    for i in range(args.repeats):
+        order = ("pipeline", "plain") if i % 2 == 0 else ("plain", "pipeline")
+        for side in order:
+            if side == "plain":
+                plain_s.append(run_plain(recipe, stage, data, init, root / f"plain-{i}"))
+            else:
+                seconds, m = run_pipeline(recipe, stage, data, init, f"rep{i}")
+                pipeline_s.append(seconds)
+                metrics.append(m)
+            print(f"repeat {i} {side}: {(plain_s if side == 'plain' else pipeline_s)[-1]:.1f} s "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+
+    ratios = [p / q for p, q in zip(pipeline_s, plain_s)]
+    share = statistics.mean(m["grpo/reward_time_share"] for m in metrics)
+    print(f"\npipeline s: {[round(x, 1) for x in pipeline_s]}  median {statistics.median(pipeline_s):.1f}")
+    print(f"plain s:    {[round(x, 1) for x in plain_s]}  median {statistics.median(plain_s):.1f}")
+    print(f"ratio per repeat: {[round(r, 3) for r in ratios]}; ratio of medians "
+          f"{statistics.median(pipeline_s) / statistics.median(plain_s):.3f} (target <= {TARGET_RATIO})")
+    print(f"reward time share of step time (pipeline, mean over repeats): {share:.2%} (target <= 5%)")
+    print(f"throughput (pipeline, prompt+completion tokens/s per device): "
+          f"{statistics.mean(m['grpo/throughput_tokens_per_s'] for m in metrics):.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Model registry: register the final model as `challenger`; make it `champion` only if it wins.
+
+    version = register_model(model_dir, "rlvr-default")
+    decision = promote_if_better("rlvr-default", version, "heldout/pass_at_1", 0.61, margin=0.0, suite=key)
+    record_decision(decision)                       # promotion.json + tags on the active run
+
+Scores are compared only within one evaluation suite (`tasks.eval.evaluate.suite_key`: same
+benchmarks, data and sampling settings). The champion's score comes from its model-version
+tags when they were recorded under the same suite; otherwise the caller evaluates the champion
+again under these settings and passes `champion_value`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+METRIC_TAG = "metric."  # model-version tags hold the numbers the decision used
+SUITE_TAG = "eval.suite"
+
+
+def register_model(model_path: str | Path, name: str) -> str:
+    """Log `model_path` with the transformers flavor in the active run and register it; returns the version."""
+    import mlflow
+
+    from tasks.modeling import load_model
+
+    # A components dict, not the path: MLflow 3.17's path mode breaks on transformers 5.
+    model, tok = load_model(model_path)
+    info = mlflow.transformers.log_model(
+        transformers_model={"model": model, "tokenizer": tok}, name="model", task="text-generation",
+        registered_model_name=name, pip_requirements=_requirements())
+    return str(info.registered_model_version)
+
+
+def _requirements() -> list[str]:
+    """Pinned serving requirements (MLflow's own guess imports torchvision, which has no CPU build here)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("torch", "transformers", "tokenizers", "safetensors")]
+
+
+def current_champion(name: str):
+    """The model version aliased `champion`, or None (also when the model is not registered yet)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+
+
+def champion_score(version, metric: str, suite: str | None) -> float | None:
+    """The score recorded on a model version for `metric`, if it came from the same suite."""
+    value = version.tags.get(METRIC_TAG + metric)
+    if value is None or (suite is not None and version.tags.get(SUITE_TAG) != suite):
+        return None
+    return float(value)
+
+
+def promote_if_better(name: str, version: str, metric: str, value: float, margin: float, *,
+                      suite: str | None = None, champion_value: float | None = None,
+                      evidence: dict | None = None) -> dict:
+    """Alias `version` as challenger; move `champion` to it if it beats the champion by > margin.
+
+    The decision (numbers, margin, both versions, reason) is returned and tagged on the
+    challenger's model version; the champion keeps its alias unless beaten."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    champ = current_champion(name)
+    if champ is not None and champion_value is None:
+        champion_value = champion_score(champ, metric, suite)
+        if champion_value is None:
+            raise ValueError(f"champion {name} v{champ.version} has no {metric} score from this evaluation suite "
+                             f"({suite}); evaluate it under these settings and pass champion_value")
+    promoted = champ is None or value > champion_value + margin
+    champ_version = str(champ.version) if champ else None
+    decision = {
+        "model": name, "metric": metric, "margin": margin, "suite": suite,
+        "challenger_version": version, "challenger_value": value,
+        "champion_version": champ_version, "champion_value": champion_value,
+        "promoted": promoted, "champion_after": version if promoted else champ_version,
+        "reason": ("no champion yet" if champ is None else
+                   f"{value:.4f} {'>' if promoted else '<='} {champion_value:.4f} + margin {margin}"),
+        **(evidence or {}),
+    }
+    tags = {METRIC_TAG + metric: str(value), "promotion": "champion" if promoted else "challenger",
+            **{f"promotion.{k}": str(v) for k, v in decision.items() if k not in ("model", "challenger_version")}}
+    if suite:
+        tags[SUITE_TAG] = suite
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)
+    client.set_registered_model_alias(name, "challenger", version)
+    if promoted:
+        client.set_registered_model_alias(name, "champion", version)
+    log.info("promotion of %s v%s: %s", name, version, decision["reason"])
+    return decision
+
+
+def record_decision(decision: dict) -> None:
+    """The decision as `promotion.json` and `promotion.*` tags on the active MLflow run."""
+    import mlflow
+
+    mlflow.log_dict(decision, "promotion.json")
+    mlflow.set_tags({f"promotion.{k}": str(v) for k, v in decision.items()})
+
+
+def checkpoint_from_model_uri(uri: str, recipe):
+    """Materialise a registered model (`models:/name@alias` or `models:/name/3`) as a stage directory."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from tasks.recipe import stable_hash
+    from tasks.tracking import StageOutput, stage_dir
+
+    name, _, ref = uri.removeprefix("models:/").partition("@")
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, ref).version if ref else name.partition("/")[2]
+    except MlflowException as e:
+        raise ValueError(f"{uri}: no version of registered model {name!r} has alias {ref!r} ({e.message})") from None
+    name = name.partition("/")[0]
+    out_dir = stage_dir(recipe, "registry", stable_hash([name, version]))
+    model_path = out_dir / "model"
+    if not (model_path / "config.json").is_file():
+        parts = mlflow.transformers.load_model(f"models:/{name}/{version}", return_type="components")
+        parts["model"].save_pretrained(model_path)
+        parts["tokenizer"].save_pretrained(model_path)
+    return StageOutput(stage=registry_stage(name, version), key=stable_hash(["registry", name, version]),
+                       path=str(out_dir))
+
+
+def registry_stage(name: str, version: str | int) -> str:
+    """How a registered model version is named as a checkpoint (comparison rows, eval runs)."""
+    return f"{name}-v{version}"

@@ -1,0 +1,55 @@
+"""Worker entry point of a multi-process stage (started by tasks.train.launch via `accelerate launch`).
+
+    python -m tasks.train.entry grpo --recipe out/recipe.json --data D --init I --out O --stage stage-1
+
+Rebuilds the recipe, trains in this process (one rank of the data-parallel group) and, on the
+main rank, writes the stage metrics to `<out>/train_metrics.json` for the launcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tasks.train.entry")
+    parser.add_argument("kind", choices=["sft", "grpo"])
+    parser.add_argument("--recipe", required=True, help="recipe JSON written by the launcher")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--init", required=True, help="stage directory holding the starting model/")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--stage", help="GRPO stage name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from tasks.train.launch import METRICS_FILE
+    from tasks.recipe import Recipe
+    from tasks.tracking import set_offline_env
+
+    set_offline_env()
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    print(f"[worker rank {rank} of {world}] {args.kind} {args.stage or ''}", flush=True)
+    recipe = Recipe.model_validate_json(Path(args.recipe).read_text())
+    out = Path(args.out)
+    from tasks.progress import trainer_progress
+
+    if args.kind == "sft":
+        from tasks.train.sft import run_sft
+
+        metrics = run_sft(recipe, args.data, args.init, out, callbacks=[trainer_progress("sft")])
+    else:
+        from tasks.train.grpo import run_grpo_stage
+
+        stage = next(s for s in recipe.grpo.stages if s.name == args.stage)
+        metrics = run_grpo_stage(recipe, stage, args.data, args.init, out,
+                                 callbacks=[trainer_progress(f"grpo-{stage.name}")])
+    if rank == 0:
+        (out / METRICS_FILE).write_text(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""One GRPO stage: its data selection, rewards, preset and settings, monitors, checkpoints.
+
+    metrics = run_grpo_stage(recipe, stage, data_dir, init_dir, out_dir, on_line=logger.info)
+
+The stage starts from `init_dir/model` (the SFT checkpoint or the previous stage) and writes
+`out_dir/model` (a LoRA adapter is merged into it). It resumes from the newest
+`out_dir/checkpoints/checkpoint-N` an earlier attempt left, inside the same MLflow run (the
+caller, `tracking.run_stage`, re-opens it). With `launcher.num_processes > 1` the training runs
+in `accelerate launch` workers (tasks.train.launch) that log into the same run. At the end: PNG
+plots in `out_dir/plots` (also MLflow artifacts), monitor trips in `out_dir/monitor_trips.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from statistics import mean
+from typing import Any, Callable
+
+from tasks.data.curate import prompt_messages, read_split
+from tasks.train.presets import (
+    check_vllm_server,
+    dynamic_sampling_for,
+    lora_config,
+    stage_rewards,
+    stage_trainer_fields,
+    vllm_settings,
+)
+from tasks.train.launch import launch_stage, should_launch, tag_distribution
+from tasks.recipe import GRPOStage, Recipe, StageData
+from tasks.train.sft import _last_checkpoint, model_dir, trainer_defaults
+from tasks.tracking import stage_run_id
+
+log = logging.getLogger(__name__)
+
+# Canonical columns GRPO passes to the rewards; `prompt` is built from `question`.
+REWARD_COLUMNS = ("id", "answer", "task")
+
+
+def _field(row: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        row = row.get(part) if isinstance(row, dict) else None
+    return row
+
+
+def _matches(value: Any, cond: Any) -> bool:
+    if isinstance(cond, dict):  # {min, max}, inclusive
+        return (value is not None and ("min" not in cond or value >= cond["min"])
+                and ("max" not in cond or value <= cond["max"]))
+    if isinstance(cond, list):
+        return value in cond
+    return value == cond
+
+
+def select_rows(rows: list[dict], data: StageData) -> list[dict]:
+    """The rows a stage uses: those matching every `where` condition, at most `max_rows`."""
+    kept = [r for r in rows if all(_matches(_field(r, k), c) for k, c in data.where.items())]
+    return kept[: data.max_rows] if data.max_rows else kept
+
+
+def split_canary(rows: list[dict], stage: GRPOStage) -> tuple[list[dict], list[dict]]:
+    """(training rows, canary rows): the canary is the last `reward_hacking.rows` rows of the
+    stage's selection (at most a quarter of it), held back from training. The evaluation
+    split is never used here, so final held-out numbers stay unseen."""
+    canary = stage.monitors.reward_hacking
+    n = 0 if canary.policy == "off" else min(canary.rows, len(rows) // 4)
+    return (rows[: len(rows) - n], rows[len(rows) - n:]) if n else (rows, [])
+
+
+def grpo_dataset(recipe: Recipe, rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([
+        {"prompt": prompt_messages(r, recipe.data.system_prompt), **{c: r.get(c) for c in REWARD_COLUMNS}}
+        for r in rows])
+
+
+def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_dir: str | Path, out_dir: Path,
+                   on_line: Callable[[str], None] | None = None, callbacks: list | tuple = ()) -> dict[str, float]:
+    """Train one GRPO stage (in this process, or on `stage.launcher.num_processes` workers)."""
+    if should_launch(stage.launcher):
+        return launch_stage("grpo", recipe, out_dir, data_dir, init_dir, stage.launcher, stage.name, on_line)
+    return _train(recipe, stage, data_dir, init_dir, out_dir, list(callbacks))
+
+
+def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, callbacks: list) -> dict[str, float]:
+    from trl import GRPOConfig
+
+    from tasks.train.trainer import PipelineGRPOTrainer
+    from tasks.train.monitors import StageMonitor
+    from tasks.verifiers import build_reward
+
+    fields = stage_trainer_fields(stage)
+    init_model = model_dir(init_dir)
+    vllm_kwargs, serve_cmd = vllm_settings(fields, init_model)
+    if serve_cmd:
+        check_vllm_server(vllm_kwargs, serve_cmd)
+    specs = stage_rewards(stage, fields)
+    # Every parameter gets a gradient in GRPO, so DDP need not search for unused ones.
+    settings = {**trainer_defaults(recipe, out_dir), "save_total_limit": 2, "ddp_find_unused_parameters": False,
+                **fields, **vllm_kwargs}
+    settings.setdefault("reward_weights", [s.weight for s in specs])
+    args = GRPOConfig(**settings)
+    rows, canary = split_canary(select_rows(read_split(data_dir, "grpo"), stage.data), stage)
+    if not rows:
+        raise ValueError(f"grpo.stages {stage.name!r}: no curated GRPO rows match data.where={stage.data.where}")
+    # GRPOTrainer loads the reference model (beta > 0) from the policy's path, so pass the path.
+    trainer = PipelineGRPOTrainer(
+        model=str(init_model), reward_funcs=[build_reward(s.name, s.params) for s in specs], args=args,
+        train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
+        dynamic_sampling=dynamic_sampling_for(stage), callbacks=callbacks)
+    run_id = stage_run_id()
+    tag_distribution(trainer.accelerator, run_id)
+    trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
+    last = _last_checkpoint(args.output_dir)
+    if last and run_id and trainer.accelerator.is_main_process:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_tag(run_id, "resumed_from", Path(last).name)
+    result = trainer.train(resume_from_checkpoint=last)
+    _save_policy(trainer, out_dir, lora=stage.lora is not None)
+    return _finish(trainer, stage, out_dir, run_id, result.training_loss, last)
+
+
+def _save_policy(trainer, out_dir: Path, lora: bool) -> None:
+    """The stage's model directory; a LoRA adapter is saved beside it and merged into it."""
+    target = out_dir / "adapter" if lora else model_dir(out_dir)
+    trainer.save_model(str(target))
+    if not trainer.accelerator.is_main_process:
+        return
+    if lora:
+        from peft import AutoPeftModelForCausalLM
+
+        AutoPeftModelForCausalLM.from_pretrained(target).merge_and_unload().save_pretrained(model_dir(out_dir))
+    trainer.processing_class.save_pretrained(model_dir(out_dir))
+
+
+def _finish(trainer, stage: GRPOStage, out_dir: Path, run_id, train_loss: float, resumed: str | None) -> dict[str, float]:
+    """Stage-end plots (MLflow artifacts) and the stage's summary metrics."""
+    from tasks.train.monitors import read_trips
+    from tasks.train.plots import plot_training_curves
+
+    history = trainer.state.log_history
+    if trainer.accelerator.is_main_process:
+        plot_training_curves(history, out_dir / "plots")
+        if run_id:
+            from mlflow import MlflowClient
+
+            MlflowClient().log_artifacts(run_id, str(out_dir / "plots"), "plots")
+
+    def mean_of(key: str) -> float:
+        values = [h[key] for h in history if h.get(key) is not None]
+        return float(mean(values)) if values else float("nan")
+
+    trips = read_trips(out_dir)
+    last_reward = next((h["reward"] for h in reversed(history) if h.get("reward") is not None), float("nan"))
+    return {"grpo/train_loss": train_loss, "grpo/final_reward": float(last_reward),
+            "grpo/steps": float(trainer.state.global_step),
+            "grpo/resumed_from_step": float(int(Path(resumed).name.split("-")[-1])) if resumed else 0.0,
+            "grpo/reward_time_share": mean_of("timing/reward_share"),
+            "grpo/throughput_tokens_per_s": mean_of("perf/throughput"),
+            "monitor/trips": float(len(trips)),
+            "monitor/stopped": float(any(t["policy"] == "stop" for t in trips))}

@@ -1,0 +1,97 @@
+import json
+
+import pandas as pd
+import pytest
+
+from tasks.data.curate import curate, read_split
+from tasks.recipe import DataSection, RecipeError, Source, validate_recipe
+from tasks.data.sources import iter_source_rows, prompt_messages
+from tests.conftest import GSM8K
+
+
+def _gsm8k(n):
+    with (GSM8K / "train.jsonl").open() as f:
+        return [json.loads(line) for _, line in zip(range(n), f)]
+
+
+def test_parquet_and_csv_sources_map_columns_into_the_canonical_schema(tmp_path):
+    raw = _gsm8k(30)
+    df = pd.DataFrame({"problem": [r["question"] for r in raw], "solution": [r["answer"] for r in raw],
+                       "level": ["easy"] * 30})
+    df.to_parquet(tmp_path / "g.parquet")
+    df.to_csv(tmp_path / "g.csv", index=False)
+    reference = list(iter_source_rows(Source(kind="jsonl", name=str(GSM8K / "train.jsonl"), n=30,
+                                             answer_format="gsm8k"), 0, 0))
+    for kind in ("parquet", "csv"):
+        src = Source(kind=kind, name=str(tmp_path / f"g.{kind}"), answer_format="gsm8k",
+                     columns={"question": "problem", "answer": "solution"})
+        rows = list(iter_source_rows(src, 0, 0))
+        assert [(r["question"], r["answer"], r["reasoning"]) for r in rows] == \
+            [(r["question"], r["answer"], r["reasoning"]) for r in reference]
+        assert rows[0]["metadata"] == {"level": "easy"} and rows[0]["source"] == f"{tmp_path.name}/g"
+
+
+def test_chat_sources_keep_their_turns_up_to_the_last_user_turn(tmp_path):
+    row = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Compute 2+3."},
+                        {"role": "assistant", "content": "5"}], "answer": "5", "task": "math"}
+    (tmp_path / "chat.jsonl").write_text(json.dumps(row) + "\n")
+    [r] = iter_source_rows(Source(kind="jsonl", name=str(tmp_path / "chat.jsonl")), 0, 0)
+    assert r["question"] == "Compute 2+3." and r["messages"] == row["messages"][:2]
+    assert r["metadata"] == {"completion_messages": row["messages"][2:]}
+    assert prompt_messages(r, "ignored: the row has its own system turn") == row["messages"][:2]
+    assert prompt_messages({"question": "Q"}, "S") == [{"role": "system", "content": "S"},
+                                                        {"role": "user", "content": "Q"}]
+
+
+def test_every_validation_reason_is_recorded(tmp_path):
+    lines = [
+        json.dumps({"id": "ok", "question": "Compute 1+1.", "answer": "#### 2"}),
+        '{"id": "surrogate", "question": "Compute \\ud800.", "answer": "#### 1"}',
+        json.dumps({"id": "replaced", "question": "Compute \ufffd.", "answer": "#### 1"}),
+        json.dumps({"id": "no-hashes", "question": "Compute 2+2.", "answer": "it is 4"}),
+        json.dumps({"id": "garbled", "question": "Compute 3+3.", "answer": "#### \\frac{1"}),
+        json.dumps({"id": "long", "question": "x " * 60, "answer": "#### 1"}),
+        json.dumps({"id": "empty", "question": "  ", "answer": "#### 1"}),
+        json.dumps({"id": "no-answer", "question": "Compute 4+4."}),
+        "[1, 2]",
+    ]
+    (tmp_path / "raw.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = DataSection(sources=[Source(kind="jsonl", name=str(tmp_path / "raw.jsonl"), answer_format="gsm8k")],
+                      eval_size=1, sft_size=0, max_prompt_chars=100)
+    stats = curate(cfg, tmp_path / "out")
+    reasons = {r["id"]: r["reason"] for r in read_split(tmp_path / "out", "quarantine")}
+    assert reasons == {
+        "surrogate": "bad encoding: unpaired surrogate in question",
+        "replaced": "bad encoding: replacement characters in question",
+        "no-hashes": "unextractable gold answer: no '#### <answer>' line",
+        "garbled": "unparseable gold answer: the math verifier cannot read '\\\\frac{1'",
+        "long": "prompt too long: 120 chars > max_prompt_chars 100",
+        "empty": "missing or empty question",
+        "no-answer": "missing gold answer",
+        "jsonl0-8": "unreadable: line 9 is not a JSON object",
+    }
+    assert stats["rows/eval"] == 1 and stats["rows/quarantined"] == 8
+    assert stats["quarantine/bad_encoding"] == 2
+
+
+def test_token_budget_counts_the_chat_formatted_prompt_with_the_model_tokenizer(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    def n_tokens(question):
+        text = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                       tokenize=False)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    rows = [{"id": f"r{k}", "question": "Compute " + "+".join(["1"] * k) + ".", "answer": str(k)} for k in (2, 30)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    budget = n_tokens(rows[0]["question"]) + 5
+    cfg = DataSection(sources=[Source(kind="jsonl", name=str(tmp_path / "rows.jsonl"))], eval_size=1, sft_size=0,
+                      max_prompt_tokens=budget)
+    curate(cfg, tmp_path / "out", model_path=str(tiny_model_dir))
+    [q] = read_split(tmp_path / "out", "quarantine")
+    assert q["id"] == "r30"
+    assert q["reason"] == f"prompt too long: {n_tokens(rows[1]['question'])} tokens > max_prompt_tokens {budget}"
+    with pytest.raises(RecipeError, match="model.name_or_path"):
+        validate_recipe({"data": {"max_prompt_tokens": 512}})

@@ -1,0 +1,60 @@
+import json
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tasks.eval.promote import (
+    champion_score,
+    checkpoint_from_model_uri,
+    current_champion,
+    promote_if_better,
+    record_decision,
+    register_model,
+)
+from tasks.tracking import configure_tracking
+
+METRIC = "heldout/pass_at_1"
+
+
+def test_champion_moves_only_when_beaten_by_margin_and_the_decision_is_recorded(tiny_recipe, tiny_model_dir):
+    configure_tracking(tiny_recipe.tracking)
+    name = "promote-test"
+    assert current_champion(name) is None
+    with mlflow.start_run() as run:
+        v1, v2, v3, v4 = (register_model(tiny_model_dir, name) for _ in range(4))
+        first = promote_if_better(name, v1, METRIC, 0.40, margin=0.02, suite="A")
+        worse = promote_if_better(name, v2, METRIC, 0.41, margin=0.02, suite="A")   # within the margin
+        record_decision(worse)
+    client = MlflowClient()
+    assert first["promoted"] and first["reason"] == "no champion yet"
+    # the challenger did not win: the champion stays, the decision and its numbers are kept
+    assert not worse["promoted"] and worse["champion_after"] == v1
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v1
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == v2
+    tags = client.get_model_version(name, v2).tags
+    assert tags["promotion"] == "challenger" and tags[f"metric.{METRIC}"] == "0.41" and tags["eval.suite"] == "A"
+    assert (tags["promotion.champion_version"], tags["promotion.champion_value"], tags["promotion.margin"]) == \
+        (v1, "0.4", "0.02")
+    assert tags["promotion.reason"] == "0.4100 <= 0.4000 + margin 0.02"
+    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="promotion.json")
+    assert json.loads(open(logged).read()) == worse
+    run_tags = client.get_run(run.info.run_id).data.tags
+    assert run_tags["promotion.promoted"] == "False" and run_tags["promotion.champion_version"] == v1
+
+    # a score from other evaluation settings is not compared: the champion must be re-evaluated
+    assert champion_score(current_champion(name), METRIC, "B") is None
+    with pytest.raises(ValueError, match="no heldout/pass_at_1 score from this evaluation suite"):
+        promote_if_better(name, v3, METRIC, 0.9, margin=0.02, suite="B")
+    better = promote_if_better(name, v4, METRIC, 0.50, margin=0.02, suite="B", champion_value=0.30)
+    assert better["promoted"] and better["champion_value"] == 0.30
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v4
+    assert champion_score(current_champion(name), METRIC, "B") == 0.50
+
+    ckpt = checkpoint_from_model_uri(f"models:/{name}@champion", tiny_recipe)
+    assert ckpt.stage == f"{name}-v{v4}"
+    from tasks.modeling import load_model
+    model, tok = load_model(f"{ckpt.path}/model")
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    with pytest.raises(ValueError, match="has alias 'nope'"):
+        checkpoint_from_model_uri(f"models:/{name}@nope", tiny_recipe)

@@ -1,0 +1,34 @@
+import json
+import subprocess
+import sys
+
+from tests.conftest import CONFIGS, REPO
+
+
+def _rlvr(*args):
+    return subprocess.run([sys.executable, "-m", "tasks.ops.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+def test_validate_prints_resolved_recipe_with_overrides():
+    res = _rlvr("validate", str(CONFIGS / "tiny.yaml"), "--set", "seed=7")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["seed"] == 7
+
+
+def test_bad_recipe_exits_2_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("# bad\nsft:\n  trainer: {learning_rate: 0.1}\ngrpo: {stagez: []}\n")
+    res = _rlvr("run", str(bad))
+    assert res.returncode == 2
+    assert "grpo.stagez" in res.stderr and "did you mean 'stages'" in res.stderr
+
+
+def test_verify_scores_a_completions_file(tmp_path):
+    comps = tmp_path / "c.jsonl"
+    comps.write_text(json.dumps({"id": "a", "answer": "3",
+                                 "completion": "<think>\n1+2=3\n</think>\n<answer>3</answer>"}) + "\n")
+    res = _rlvr("verify", str(CONFIGS / "tiny.yaml"), "--completions", str(comps))
+    assert res.returncode == 0, res.stderr
+    assert "math_answer_reward: mean 1.0000 over 1/1 rows" in res.stdout
+    assert "format_reward: mean 1.0000" in res.stdout
