@@ -19,9 +19,9 @@ from flows.curate import curate_flow
 from flows.reporting import artifact_key, post_table, prefect_tags
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
-from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.eval.evaluate import checkpoint_model_dir, eval_settings, run_evaluation, suite_key
 from tasks.eval.promote import checkpoint_from_model_uri
+from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
 

@@ -11,12 +11,12 @@ from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
+from tasks.recipe import GRPOStage, Recipe, stable_hash
+from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.difficulty import filter_stage_rows
 from tasks.train.grpo import run_grpo_stage
 from tasks.train.monitors import read_trips
 from tasks.train.plots import PANELS
-from tasks.recipe import GRPOStage, Recipe, stable_hash
-from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 
 
 @task(name="train-grpo-stage")

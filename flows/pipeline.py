@@ -12,13 +12,19 @@ from flows.evaluate import check_benchmarks_ready, evaluate_flow
 from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, prefect_tags
 from flows.sft import sft_flow
-from tasks.eval.report import headline_metrics
 from tasks.eval.evaluate import suite_key
-from tasks.eval.promote import champion_score, current_champion, promote_if_better, record_decision, register_model, \
-    registry_stage
+from tasks.eval.promote import (
+    champion_score,
+    current_champion,
+    promote_if_better,
+    record_decision,
+    register_model,
+    registry_stage,
+)
+from tasks.eval.report import headline_metrics
 from tasks.recipe import Recipe
-from tasks.train.sft import model_dir
 from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
+from tasks.train.sft import model_dir
 
 
 @task(name="promote-model")

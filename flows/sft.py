@@ -8,8 +8,8 @@ from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, prefect_tags
 from tasks.recipe import Recipe, stable_hash
-from tasks.train.sft import prepare_base_model, run_sft
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
+from tasks.train.sft import prepare_base_model, run_sft
 
 
 @task(name="prepare-base-model")

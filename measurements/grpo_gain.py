@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tasks.data.cold_start import reasoning_of
-from tasks.recipe import load_recipe
+from tasks.recipe_checks import load_recipe
 from tasks.tracking import set_offline_env
 from tasks.verifiers import REWARDS
 

@@ -37,7 +37,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from tasks.data.curate import curate, read_split  # noqa: E402
 from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary  # noqa: E402
 from tasks.train.presets import stage_rewards, stage_trainer_fields  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
+from tasks.recipe_checks import load_recipe  # noqa: E402
 from tasks.train.sft import model_dir, prepare_base_model, run_sft, trainer_defaults  # noqa: E402
 from tasks.tracking import configure_tracking, run_stage  # noqa: E402
 from tasks.verifiers import build_reward  # noqa: E402

@@ -30,7 +30,7 @@ def prefect_server():
 @pytest.fixture
 def tiny_recipe(tmp_path):
     """configs/tiny.yaml with its runs directory (outputs, MLflow store) in a temp dir."""
-    from tasks.recipe import load_recipe
+    from tasks.recipe_checks import load_recipe
 
     return load_recipe(CONFIGS / "tiny.yaml", [f"tracking.runs_dir={tmp_path / 'runs'}"])
 

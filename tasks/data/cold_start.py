@@ -20,8 +20,8 @@ import logging
 from collections import Counter
 
 from tasks.data.generation import Sampler, judge, make_sampler
-from tasks.recipe import DataSection
 from tasks.data.sources import prompt_messages
+from tasks.recipe import DataSection
 from tasks.verifiers.math import extract_final_answer
 
 log = logging.getLogger(__name__)

@@ -35,10 +35,11 @@ from tasks.data.cold_start import ColdStartPicker, format_completion
 from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
+from tasks.data.sources import iter_source_rows, prompt_messages, read_jsonl
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash
-from tasks.data.sources import iter_source_rows, prompt_messages, read_jsonl
-from tasks.tracking import file_digest
+from tasks.tracking import file_digest, log_jsonl_dataset
+from tasks.verifiers.math import gold_is_parseable
 
 __all__ = ["curate", "data_key", "format_completion", "log_splits", "prompt_messages", "read_split"]
 
@@ -98,8 +99,6 @@ def _output_row(row: dict) -> dict:
 # ---------------------------------------------------------------- 2. per-batch checks
 def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = None) -> str | None:
     """Why a canonical row cannot be used ("<category>: <detail>"), or None."""
-    from tasks.verifiers.math import gold_is_parseable
-
     if row.get("_invalid"):
         return row["_invalid"]
     q = row.get("question")
@@ -318,8 +317,6 @@ def log_splits(data_dir: Path) -> None:
     quarantine, and the files."""
     import mlflow
     import pandas as pd
-
-    from tasks.tracking import log_jsonl_dataset
 
     for split in SPLITS:
         if (Path(data_dir) / f"{split}.jsonl").stat().st_size:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tasks.data.ngrams import WordHashes
+from tasks.data.sources import iter_source_rows
 from tasks.recipe import Source
 
 Hit = tuple[str, str, str]  # (benchmark, benchmark row id, the shared n-gram)
@@ -46,8 +47,6 @@ class BenchmarkIndex:
     @classmethod
     def from_sources(cls, sources: dict[str, Source], ngram: int) -> "BenchmarkIndex":
         """Index the prompts (canonical `question`) of every benchmark source, by name."""
-        from tasks.data.sources import iter_source_rows
-
         index = cls(ngram)
         for i, (name, src) in enumerate(sources.items()):
             rows = [r for r in iter_source_rows(src, i, seed=0) if r["question"]]

@@ -16,7 +16,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from tasks.modeling import load_model
 from tasks.recipe import SamplingSettings
+from tasks.verifiers import build_reward
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ class EndpointError(RuntimeError):
 def hf_sampler(model_path: str, cfg: SamplingSettings, seed: int) -> Sampler:
     """Sample with `model.generate` on a local model directory (or hub id)."""
     import torch
-
-    from tasks.modeling import load_model
 
     model, tok = load_model(model_path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -116,8 +116,6 @@ def make_sampler(model_or_url: str, cfg: SamplingSettings, seed: int, **endpoint
 def judge(verifier: str, rows: list[dict], prompts: list[list[dict]], samples: list[list[str]]) -> list[list[bool]]:
     """Whether each sample is correct: the verifier scores it 1.0 against its row's columns
     (canonical columns and metadata, as GRPO hands dataset columns to the reward)."""
-    from tasks.verifiers import build_reward
-
     reward = build_reward(verifier)
     merged = [{**r.get("metadata", {}), **{k: v for k, v in r.items() if k != "metadata"}}
               for r, group in zip(rows, samples) for _ in group]

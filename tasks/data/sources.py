@@ -22,8 +22,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tasks.recipe import Source
 from tasks.data.synthetic import generate
+from tasks.recipe import Source
+from tasks.verifiers.math import extract_final_answer
 
 CANONICAL = ("id", "source", "task", "question", "messages", "answer", "reasoning")
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
@@ -101,8 +102,6 @@ def split_answer(text: str, answer_format: str) -> tuple[str | None, str | None,
         reasoning = _CALCULATOR.sub("", text[: m.start()]).strip()  # drop calculator annotations
         return m.group(1).replace(",", "").strip(), reasoning, None
     if answer_format == "boxed":
-        from tasks.verifiers.math import extract_final_answer
-
         answer = extract_final_answer(text)
         if answer is None:
             return None, None, "unextractable gold answer: no \\boxed{} in the solution"

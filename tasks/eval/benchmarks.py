@@ -21,7 +21,6 @@ the shared extractor (<answer>, \\boxed, ####) finds no final answer.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from tasks.recipe import Benchmark, EvaluationSection
+from tasks.recipe import Benchmark, EvaluationSection, did_you_mean
+from tasks.verifiers import build_reward, extract_final_answer, verifier_problems
 
 SAMPLES_FILTER = "samples"  # our filter's name; left out of metric names
 DEFAULT_VERIFIER = "math_answer_reward"
@@ -84,8 +84,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def verifier_scorer(verifier: str, params: dict, columns: dict):
     """An lm-eval `process_results` hook scoring every sample of a prompt with a registered verifier."""
-    from tasks.verifiers import build_reward, extract_final_answer
-
     reward = build_reward(verifier, params)
     extract = {k: params[k] for k in ("prefilled_think", "think_tag", "answer_tag") if k in params}
     q_col, a_col = columns.get("question", "question"), columns.get("answer", "answer")
@@ -158,9 +156,7 @@ def _find_in(name: str, dirs: list[Path]):
 def _unknown_task(name: str) -> str:
     pattern = re.compile(r"^(?:task|group):\s*[\"']?([\w\-.]+)", re.MULTILINE)
     names = {m for p in _tasks_root().glob("**/*.yaml") for m in pattern.findall(p.read_text(errors="replace"))}
-    close = difflib.get_close_matches(name, sorted(names), n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"unknown lm-eval task {name!r}{hint} (`lm-eval ls tasks` lists them)"
+    return f"unknown lm-eval task {name!r}{did_you_mean(name, names, n=3)} (`lm-eval ls tasks` lists them)"
 
 
 # ---------------------------------------------------------------- writing the YAML
@@ -276,14 +272,9 @@ def write_benchmark(bench: Benchmark, cfg: EvaluationSection, root: Path, heldou
 
 def verifier_problem(bench: Benchmark) -> str | None:
     """Why the benchmark's verifier cannot be built (unknown name, bad params), or None."""
-    from tasks.verifiers import build_reward
-
-    if bench.scored_by_verifier:
-        try:
-            build_reward(bench.verifier or DEFAULT_VERIFIER, bench.verifier_params)
-        except ValueError as e:
-            return f"verifier: {e}"
-    return None
+    if not bench.scored_by_verifier:
+        return None
+    return next(iter(verifier_problems("verifier", bench.verifier or DEFAULT_VERIFIER, bench.verifier_params)), None)
 
 
 def write_benchmarks(cfg: EvaluationSection, root: Path, heldout: Path | None = None,

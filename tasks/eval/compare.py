@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from tasks.eval.report import grouped_bars, save_figure
+
 REWARD = "reward"  # TRL GRPOTrainer's mean total reward per logging step
 
 
@@ -104,8 +106,6 @@ def plot_runs(runs: list[PipelineRun], out: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from tasks.eval.report import grouped_bars, save_figure
 
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(14, 4.5))
     for r in runs:

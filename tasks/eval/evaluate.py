@@ -25,8 +25,9 @@ from pathlib import Path
 
 from tasks.eval.benchmark_checks import vllm_available
 from tasks.eval.benchmarks import SAMPLES_FILTER, BenchmarkRun, write_benchmarks
+from tasks.modeling import load_model
 from tasks.recipe import EvaluationSection, stable_hash
-from tasks.tracking import safe_metric_name
+from tasks.tracking import file_digest, safe_metric_name
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ def eval_settings(cfg: EvaluationSection) -> dict:
 
 def suite_key(cfg: EvaluationSection, data_key: str | None, system_prompt: str | None) -> str:
     """Identity of an evaluation suite: scores with the same key are comparable, across runs too."""
-    from tasks.tracking import file_digest
-
     files = [file_digest(p) for b in cfg.benchmarks for p in _local_files(b) if Path(p).is_file()]
     uses_heldout = any(b.kind == "heldout" for b in cfg.benchmarks)
     return stable_hash([eval_settings(cfg), data_key if uses_heldout else None, system_prompt, files])
@@ -82,8 +81,6 @@ def build_lm(model_path: str | Path, cfg: EvaluationSection):
         return get_model("vllm")(**vllm_model_args(model_path, cfg))
     import torch
     from lm_eval.models.huggingface import HFLM
-
-    from tasks.modeling import load_model
 
     model, tok = load_model(model_path)
     model.eval()

@@ -15,6 +15,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tasks.modeling import load_model
+from tasks.recipe import stable_hash
+from tasks.tracking import StageOutput, stage_dir
+
 log = logging.getLogger(__name__)
 
 METRIC_TAG = "metric."  # model-version tags hold the numbers the decision used
@@ -24,8 +28,6 @@ SUITE_TAG = "eval.suite"
 def register_model(model_path: str | Path, name: str) -> str:
     """Log `model_path` with the transformers flavor in the active run and register it; returns the version."""
     import mlflow
-
-    from tasks.modeling import load_model
 
     # A components dict, not the path: MLflow 3.17's path mode breaks on transformers 5.
     model, tok = load_model(model_path)
@@ -114,9 +116,6 @@ def checkpoint_from_model_uri(uri: str, recipe):
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from tasks.recipe import stable_hash
-    from tasks.tracking import StageOutput, stage_dir
 
     name, _, ref = uri.removeprefix("models:/").partition("@")
     client = MlflowClient()

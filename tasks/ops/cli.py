@@ -12,8 +12,14 @@ import logging
 import sys
 import warnings
 
-from tasks.recipe import RecipeError, load_recipe
-from tasks.tracking import set_offline_env
+from tasks.data.sources import read_jsonl
+from tasks.eval.compare import compare_url, comparison_table, format_table, pipeline_runs, plot_runs
+from tasks.ops.stack import Stack, StackError, describe, run_until_stopped
+from tasks.recipe import RecipeError
+from tasks.recipe_checks import load_recipe
+from tasks.tracking import set_offline_env, tracking_uri
+from tasks.verifiers import build_reward
+from tasks.verifiers.report import format_report, join_completions, verify_completions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +60,6 @@ def _parser() -> argparse.ArgumentParser:
 def _verify(recipe, args) -> int:
     from pathlib import Path
 
-    from tasks.data.sources import read_jsonl
-    from tasks.verifiers import build_reward
-    from tasks.verifiers.report import format_report, join_completions, verify_completions
-
     stages = recipe.grpo.stages if args.stage is None else [recipe.grpo.stages[args.stage]]
     specs = {(r.name, json.dumps(r.params, sort_keys=True)): r for s in stages for r in s.rewards}
     rewards = [build_reward(r.name, r.params) for r in specs.values()]
@@ -72,8 +74,6 @@ def _verify(recipe, args) -> int:
 
 
 def _stack(recipe, args) -> int:
-    from tasks.ops.stack import Stack, StackError, describe, run_until_stopped
-
     stack = Stack(args.state_dir, args.prefect_port, args.mlflow_port)
     if args.action == "down":
         stopped = stack.down()
@@ -96,9 +96,6 @@ def _compare(recipe, args) -> int:
     from pathlib import Path
 
     import mlflow
-
-    from tasks.eval.compare import compare_url, comparison_table, format_table, pipeline_runs, plot_runs
-    from tasks.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(recipe.tracking))
     experiment = args.experiment or recipe.tracking.experiment

@@ -22,8 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 from tasks.data.generation import judge, make_sampler
-from tasks.recipe import DataSection, GRPOStage, Recipe
 from tasks.data.sources import prompt_messages, read_jsonl, write_jsonl
+from tasks.recipe import DataSection, GRPOStage, Recipe
+from tasks.train.grpo import select_rows
+from tasks.train.sft import model_dir
 
 
 def band_reason(pass_rate: float, lo: float, hi: float) -> str | None:
@@ -69,9 +71,6 @@ def filter_stage_rows(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, in
                       out_dir: Path) -> dict[str, float]:
     """Filter the rows `stage` selects from the curated GRPO split, with the policy the stage
     starts from (or `difficulty.policy`); writes the stage's own `grpo.jsonl`."""
-    from tasks.train.grpo import select_rows
-    from tasks.train.sft import model_dir
-
     selection = stage.data.model_copy(update={"max_rows": None})  # max_rows counts kept rows, below
     rows = select_rows(list(read_jsonl(Path(data_dir) / "grpo.jsonl")), selection)
     policy = recipe.data.difficulty.policy

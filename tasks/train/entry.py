@@ -14,6 +14,13 @@ import logging
 import os
 from pathlib import Path
 
+from tasks.progress import trainer_progress
+from tasks.recipe import Recipe
+from tasks.tracking import set_offline_env
+from tasks.train.grpo import run_grpo_stage
+from tasks.train.launch import METRICS_FILE
+from tasks.train.sft import run_sft
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tasks.train.entry")
@@ -26,24 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from tasks.train.launch import METRICS_FILE
-    from tasks.recipe import Recipe
-    from tasks.tracking import set_offline_env
-
     set_offline_env()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     print(f"[worker rank {rank} of {world}] {args.kind} {args.stage or ''}", flush=True)
     recipe = Recipe.model_validate_json(Path(args.recipe).read_text())
     out = Path(args.out)
-    from tasks.progress import trainer_progress
 
     if args.kind == "sft":
-        from tasks.train.sft import run_sft
-
         metrics = run_sft(recipe, args.data, args.init, out, callbacks=[trainer_progress("sft")])
     else:
-        from tasks.train.grpo import run_grpo_stage
-
         stage = next(s for s in recipe.grpo.stages if s.name == args.stage)
         metrics = run_grpo_stage(recipe, stage, args.data, args.init, out,
                                  callbacks=[trainer_progress(f"grpo-{stage.name}")])

@@ -18,6 +18,10 @@ from statistics import mean
 from typing import Any, Callable
 
 from tasks.data.curate import prompt_messages, read_split
+from tasks.recipe import GRPOStage, Recipe, StageData
+from tasks.tracking import stage_run_id
+from tasks.train.launch import launch_stage, should_launch, tag_distribution
+from tasks.train.plots import plot_training_curves
 from tasks.train.presets import (
     check_vllm_server,
     dynamic_sampling_for,
@@ -26,10 +30,8 @@ from tasks.train.presets import (
     stage_trainer_fields,
     vllm_settings,
 )
-from tasks.train.launch import launch_stage, should_launch, tag_distribution
-from tasks.recipe import GRPOStage, Recipe, StageData
 from tasks.train.sft import _last_checkpoint, model_dir, trainer_defaults
-from tasks.tracking import stage_run_id
+from tasks.verifiers import build_reward
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,8 @@ def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_
 def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, callbacks: list) -> dict[str, float]:
     from trl import GRPOConfig
 
-    from tasks.train.trainer import PipelineGRPOTrainer
     from tasks.train.monitors import StageMonitor
-    from tasks.verifiers import build_reward
+    from tasks.train.trainer import PipelineGRPOTrainer
 
     fields = stage_trainer_fields(stage)
     init_model = model_dir(init_dir)
@@ -138,7 +139,6 @@ def _save_policy(trainer, out_dir: Path, lora: bool) -> None:
 def _finish(trainer, stage: GRPOStage, out_dir: Path, run_id, train_loss: float, resumed: str | None) -> dict[str, float]:
     """Stage-end plots (MLflow artifacts) and the stage's summary metrics."""
     from tasks.train.monitors import read_trips
-    from tasks.train.plots import plot_training_curves
 
     history = trainer.state.log_history
     if trainer.accelerator.is_main_process:

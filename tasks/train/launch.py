@@ -41,6 +41,8 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Mapping
 
+from tasks.tracking import OFFLINE_ENV
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,8 +153,6 @@ def main_process_ip(launcher) -> str:
 def worker_env(run_id: str | None, tracking_uri: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The workers' environment: `base` (default: this process's) over the offline defaults, with
     the launcher's settings on top."""
-    from tasks.tracking import OFFLINE_ENV
-
     base = os.environ if base is None else base
     env = {**OFFLINE_ENV, **base, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH")) if p)}

@@ -22,6 +22,9 @@ from statistics import mean
 
 from transformers import TrainerCallback
 
+from tasks.data.curate import prompt_messages
+from tasks.verifiers import build_reward
+
 log = logging.getLogger(__name__)
 
 TRIPS_FILE = "monitor_trips.json"
@@ -156,9 +159,6 @@ class StageMonitor(TrainerCallback):
 
     def __init__(self, trainer, stage, run_id: str | None, out_dir: Path, canary_rows: list[dict],
                  system_prompt: str | None = None):
-        from tasks.data.curate import prompt_messages
-        from tasks.verifiers import build_reward
-
         self.trainer, self.stage, self.run_id = trainer, stage, run_id
         self.trips_path = Path(out_dir) / TRIPS_FILE
         self.trips = read_trips(out_dir)  # a resumed stage keeps what an earlier attempt found

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 from tasks.data.curate import prompt_messages, read_split
+from tasks.modeling import init_model, load_model, train_tokenizer
 from tasks.recipe import Recipe
+from tasks.tracking import stage_run_id
+from tasks.train.launch import launch_stage, should_launch, tag_distribution
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,6 @@ def model_dir(stage_out: str | Path) -> Path:
 def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> dict[str, float]:
     """Save the starting model: `model.name_or_path`, or a tokenizer trained on the training
     splits plus a decoder initialised from scratch."""
-    from tasks.modeling import init_model, load_model, train_tokenizer
-
     if recipe.model.name_or_path:
         model, tok = load_model(recipe.model.name_or_path)
     else:
@@ -71,15 +72,10 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
             on_line: Callable[[str], None] | None = None, callbacks: list | tuple = ()) -> dict[str, float]:
     """Cold-start SFT on the curated, verifier-checked traces (loss on the completion only);
     on `sft.launcher.num_processes` accelerate workers when that is more than one."""
-    from tasks.train.launch import launch_stage, should_launch, tag_distribution
-    from tasks.tracking import stage_run_id
-
     if should_launch(recipe.sft.launcher):
         return launch_stage("sft", recipe, out_dir, data_dir, base_dir, recipe.sft.launcher, on_line=on_line)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-
-    from tasks.modeling import load_model
 
     model, tok = load_model(model_dir(base_dir))
     rows = read_split(data_dir, "sft")

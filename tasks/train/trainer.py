@@ -26,6 +26,9 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
+from tasks.verifiers import completion_text
+from tasks.verifiers._base import prompt_text
+
 # Keys of the generated batch that hold one row per completion, by padding side.
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
 _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "sampling_per_token_logps",
@@ -219,9 +222,6 @@ class PipelineGRPOTrainer(GRPOTrainer):
     def completion_samples(self, n: int) -> list[dict]:
         """The first `n` completions of the latest generation batch: prompt, completion, each
         reward, advantage (what TRL keeps for its own completion log)."""
-        from tasks.verifiers import completion_text
-        from tasks.verifiers._base import prompt_text
-
         logs = self._logs
         rows = []
         for i, (prompt, completion) in enumerate(zip(list(logs["prompt"])[:n], list(logs["completion"])[:n])):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.verifiers._base import Reward, closest, completion_text
+from tasks.recipe.base import did_you_mean
+from tasks.verifiers._base import Reward, completion_text
 from tasks.verifiers.code import CodeReward
 from tasks.verifiers.equation import EquationReward
 from tasks.verifiers.format import FormatReward, TagCountReward
@@ -38,11 +39,7 @@ REWARDS: dict[str, Any] = {cls.name: cls() for cls in _CLASSES}
 
 def _lookup(name: str) -> Reward:
     if name not in REWARDS:
-        hint = closest(name, REWARDS) if isinstance(name, str) else None
-        did_you_mean = f"; did you mean {hint!r}?" if hint else ""
-        raise ValueError(
-            f"unknown reward {name!r}{did_you_mean} (valid rewards: {', '.join(sorted(REWARDS))})"
-        )
+        raise ValueError(f"unknown verifier {name!r}{did_you_mean(name, REWARDS)} Valid: {', '.join(sorted(REWARDS))}")
     return REWARDS[name]
 
 
@@ -56,6 +53,17 @@ def build_reward(name: str, params: dict | None = None) -> Reward:
     if params is not None and not isinstance(params, dict):
         raise ValueError(f"params for {name} must be a mapping, got {type(params).__name__}")
     return type(proto)(**(params or {}))
+
+
+def verifier_problems(where: str, name: str, params: dict | None = None, params_at: str | None = None) -> list[str]:
+    """The one check of a verifier reference in a recipe (stage rewards, data verifier, canary,
+    benchmarks): [] when `build_reward(name, params)` works, else one message at `where` (an
+    unknown name, with the closest valid one) or at `params_at` (a bad parameter)."""
+    try:
+        build_reward(name, params)
+    except (ValueError, TypeError) as e:
+        return [f"{where if name not in REWARDS else params_at or where}: {e}"]
+    return []
 
 
 def reward_param_names(name: str) -> set[str]:

@@ -9,9 +9,10 @@ closest valid one) and values whose type does not match the default's.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from typing import Any, ClassVar
+
+from tasks.recipe.base import did_you_mean
 
 logger = logging.getLogger("tasks.verifiers")
 
@@ -74,12 +75,6 @@ def column(kwargs: dict, name: str, n: int) -> list:
     return values
 
 
-def closest(name: str, valid: Any) -> str | None:
-    """The valid name closest to ``name``, or ``None`` if nothing is close."""
-    hits = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.5)
-    return hits[0] if hits else None
-
-
 def _type_ok(value: Any, default: Any) -> bool:
     if default is None:
         return True
@@ -105,11 +100,9 @@ class Reward:
         unknown = [k for k in params if k not in self.PARAMS]
         if unknown:
             k = unknown[0]
-            hint = closest(k, self.PARAMS)
-            did_you_mean = f"; did you mean {hint!r}?" if hint else ""
             valid = ", ".join(sorted(self.PARAMS)) or "(none)"
             raise ValueError(
-                f"unknown parameter {k!r} for {self.name}{did_you_mean} (valid parameters: {valid})"
+                f"unknown parameter {k!r} for {self.name}{did_you_mean(k, self.PARAMS)} (valid parameters: {valid})"
             )
         merged = dict(self.PARAMS)
         for k, v in params.items():

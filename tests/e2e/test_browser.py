@@ -64,7 +64,7 @@ def stack(tmp_path_factory):
 
 
 def _tiny_recipe(runs_dir) -> dict:
-    from tasks.recipe import load_recipe
+    from tasks.recipe_checks import load_recipe
 
     return load_recipe(CONFIGS / "tiny.yaml", [f"tracking.runs_dir={runs_dir}"]).model_dump(mode="json")
 

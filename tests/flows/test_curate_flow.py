@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 
 from flows.curate import curate_flow
 from tasks.data.curate import read_split
-from tasks.recipe import load_recipe
+from tasks.recipe_checks import load_recipe
 from tests.conftest import CONFIGS, GSM8K
 
 pytestmark = pytest.mark.integration  # a Prefect test server; no model

@@ -20,7 +20,7 @@ NAME = "eval-flow-test"
 @pytest.fixture(scope="module")
 def recipe(prefect_server, tiny_model_dir, tmp_path_factory):
     """The tiny recipe on a jsonl benchmark (no curation needed), with the tiny model as champion."""
-    from tasks.recipe import load_recipe
+    from tasks.recipe_checks import load_recipe
     from tests.conftest import CONFIGS
 
     tmp = tmp_path_factory.mktemp("evaluate")

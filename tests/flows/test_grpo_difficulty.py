@@ -4,7 +4,7 @@ import pytest
 
 from flows.grpo import grpo_flow
 from tasks.data.curate import read_split
-from tasks.recipe import load_recipe
+from tasks.recipe_checks import load_recipe
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.grpo import grpo_flow
-from tasks.recipe import load_recipe
+from tasks.recipe_checks import load_recipe
 from tasks.tracking import run_stage
 from tests.conftest import CONFIGS
 

@@ -15,7 +15,7 @@ STAGES = {"data", "base", "sft", "grpo-stage-1", "eval-base", "eval-sft", "eval-
 
 @pytest.fixture(scope="module")
 def first_run(prefect_server, tmp_path_factory):
-    from tasks.recipe import load_recipe
+    from tasks.recipe_checks import load_recipe
     from tests.conftest import CONFIGS
 
     runs = tmp_path_factory.mktemp("pipeline") / "runs"

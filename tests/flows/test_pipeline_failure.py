@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from flows.pipeline import pipeline_flow
-from tasks.recipe import load_recipe
+from tasks.recipe_checks import load_recipe
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from flows.pipeline import pipeline_flow
-from tasks.recipe import load_recipe
+from tasks.recipe_checks import load_recipe
 from tasks.data.synthetic import generate
 from tests.conftest import CONFIGS
 

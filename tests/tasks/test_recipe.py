@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.recipe import Recipe, RecipeError, apply_overrides, load_recipe, validate_recipe
+from tasks.recipe import Recipe, RecipeError
+
+from tasks.recipe_checks import apply_overrides, load_recipe, validate_recipe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ALL_RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if "lm_eval" not in p.parts and "accelerate" not in p.parts)

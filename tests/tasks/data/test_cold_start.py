@@ -7,7 +7,8 @@ import pytest
 from tasks.data.cold_start import format_completion
 from tasks.data.curate import curate, read_split
 from tasks.data.generation import EndpointError
-from tasks.recipe import DataSection, RecipeError, Source, validate_recipe
+from tasks.recipe import DataSection, RecipeError, Source
+from tasks.recipe_checks import validate_recipe
 from tasks.verifiers import score_math_answer
 
 

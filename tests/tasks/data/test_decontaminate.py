@@ -4,7 +4,8 @@ import pytest
 
 from tasks.data.curate import curate, read_split
 from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources
-from tasks.recipe import DataSection, Recipe, RecipeError, Source, validate_recipe
+from tasks.recipe import DataSection, Recipe, RecipeError, Source
+from tasks.recipe_checks import validate_recipe
 from tests.conftest import GSM8K
 
 

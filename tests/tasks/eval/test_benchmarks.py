@@ -8,7 +8,8 @@ import yaml
 
 from tasks.eval.benchmark_checks import check_benchmarks_load, vllm_available
 from tasks.eval.benchmarks import BenchmarkError, pass_at_k, verifier_scorer, write_benchmark, write_benchmarks
-from tasks.recipe import Benchmark, EvaluationSection, RecipeError, validate_recipe
+from tasks.recipe import Benchmark, EvaluationSection, RecipeError
+from tasks.recipe_checks import validate_recipe
 from tests.conftest import GSM8K
 
 GSM8K_LOCAL = {"name": "gsm8k_local", "task": "gsm8k", "num_fewshot": 0,

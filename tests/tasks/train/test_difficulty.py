@@ -4,7 +4,8 @@ import pytest
 
 from tasks.data.curate import curate, read_split
 from tasks.train.difficulty import filter_by_pass_rate, filter_stage_rows
-from tasks.recipe import DataSection, RecipeError, load_recipe, validate_recipe
+from tasks.recipe import DataSection, RecipeError
+from tasks.recipe_checks import load_recipe, validate_recipe
 from tests.conftest import CONFIGS
 
 

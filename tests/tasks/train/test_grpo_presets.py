@@ -16,7 +16,8 @@ from tasks.train.presets import (
     vllm_server_url,
     vllm_settings,
 )
-from tasks.recipe import GRPOStage, RecipeError, validate_recipe
+from tasks.recipe import GRPOStage, RecipeError
+from tasks.recipe_checks import validate_recipe
 from tests.conftest import REPO
 
 

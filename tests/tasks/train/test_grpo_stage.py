@@ -8,7 +8,8 @@ from mlflow import MlflowClient
 from transformers import TrainerCallback
 
 from tasks.train.grpo import run_grpo_stage, select_rows, split_canary
-from tasks.recipe import GRPOStage, StageData, load_recipe
+from tasks.recipe import GRPOStage, StageData
+from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
 from tests.conftest import CONFIGS
 

@@ -19,7 +19,8 @@ from tasks.train.launch import (
     stream,
     worker_env,
 )
-from tasks.recipe import Launcher, load_recipe
+from tasks.recipe import Launcher
+from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
 from tests.conftest import CONFIGS
 

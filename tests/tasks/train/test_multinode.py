@@ -16,7 +16,8 @@ from accelerate.commands.launch import launch_command_parser
 import tasks.train.launch as launch
 from tasks.train.launch import (RANK_FROM_INDEX, WORKER_ENV, accelerate_command, main_process_ip, stream, worker_env,
                           worker_job)
-from tasks.recipe import Launcher, RecipeError, load_recipe
+from tasks.recipe import Launcher, RecipeError
+from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking
 from tests.conftest import CONFIGS, REPO
 

@@ -1,0 +1,123 @@
+"""The recipe: one typed schema for a whole pipeline run, also the flows' parameter type.
+
+    recipe = Recipe.model_validate(raw)         # the schema alone
+    recipe = load_recipe("configs/default.yaml", overrides=["grpo.stages.0.learning_rate=1e-5"])  # tasks.recipe_checks
+
+Every model forbids unknown keys. The sections live by stage (`tasks.recipe.data`, `.train`,
+`.evaluation`) and are all importable from here; this package holds the schema only. Loading a
+YAML and the checks that need other modules (TRL fields, verifiers, benchmarks, launchers) are
+in `tasks.recipe_checks`, above the modules they check.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from tasks.recipe.base import RecipeError, Section, did_you_mean, stable_hash
+from tasks.recipe.data import (
+    ColdStartSection,
+    DataSection,
+    DecontaminationSection,
+    DedupSection,
+    DifficultySection,
+    SamplingSettings,
+    Source,
+)
+from tasks.recipe.evaluation import HELDOUT, Benchmark, EvaluationSection, VLLMOptions
+from tasks.recipe.train import (
+    CanaryMonitor,
+    DynamicSampling,
+    GRPOSection,
+    GRPOStage,
+    KubernetesPeers,
+    Launcher,
+    LoraSpec,
+    Monitors,
+    RewardSpec,
+    SFTSection,
+    StageData,
+)
+
+
+class ScratchModel(Section):
+    """Architecture of a decoder initialised from random weights (the embedded default)."""
+
+    architecture: Literal["qwen2", "llama"] = "qwen2"
+    hidden_size: int = Field(64, gt=0)
+    intermediate_size: int = Field(256, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    num_kv_heads: int = Field(2, gt=0)
+    max_position_embeddings: int = Field(256, gt=0)
+    vocab_size: int = Field(256, ge=64, description="Size of the BPE tokenizer trained on the curated data.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads})")
+        return self
+
+
+class ModelSection(Section):
+    name_or_path: str | None = Field(
+        None, description="A local model directory or hub id (hub ids need network). Empty: train a tokenizer "
+                          "on the curated data and initialise `scratch` from random weights.")
+    scratch: ScratchModel = ScratchModel()
+
+
+class TrackingSection(Section):
+    runs_dir: str = Field("runs", description="Stage outputs, the MLflow store and artifacts live here.")
+    tracking_uri: str | None = Field(None, description="Empty: sqlite:///<runs_dir>/mlflow.db.")
+    experiment: str = "rlvr"
+    registered_model: str = Field("rlvr-default", description="MLflow registered model name.")
+    log_checkpoints: bool = Field(True, description="Log each stage's final model directory as run artifacts.")
+
+
+class Recipe(Section):
+    """A whole pipeline run: data -> cold-start SFT -> GRPO stages -> evaluation -> promotion."""
+
+    name: str = "default"
+    seed: int = 0
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    sft: SFTSection = SFTSection()
+    grpo: GRPOSection = GRPOSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    tracking: TrackingSection = TrackingSection()
+
+    @model_validator(mode="after")
+    def _checks_across_sections(self):
+        if self.sft.enabled and self.data.sft_size == 0:
+            raise ValueError("sft.enabled is true but data.sft_size is 0: set sft_size > 0 or disable SFT")
+        if self.data.max_prompt_tokens and not self.model.name_or_path:
+            raise ValueError("data.max_prompt_tokens counts tokens with model.name_or_path's tokenizer; a scratch "
+                             "model has none before curation: set model.name_or_path or use data.max_prompt_chars")
+        cold = self.data.cold_start
+        if cold.mode == "rejection_sampling" and cold.teacher == "policy" and not self.model.name_or_path:
+            raise ValueError("data.cold_start.teacher 'policy' means model.name_or_path, which is empty (a scratch "
+                             "model cannot answer before training): name a teacher model or endpoint")
+        return self
+
+    def digest(self, *parts: str) -> str:
+        """Stable hash of the named sections (e.g. "data", "sft"), for cache keys."""
+        return stable_hash({p: _get_path(self.model_dump(mode="json"), p) for p in parts})
+
+
+
+def _get_path(d: Any, path: str) -> Any:
+    for part in path.split("."):
+        d = d[int(part)] if isinstance(d, list) else d[part]
+    return d
+
+
+__all__ = [
+    "HELDOUT", "Benchmark", "CanaryMonitor", "ColdStartSection", "DataSection", "DecontaminationSection",
+    "DedupSection", "DifficultySection", "DynamicSampling", "EvaluationSection", "GRPOSection", "GRPOStage",
+    "KubernetesPeers", "Launcher", "LoraSpec", "ModelSection", "Monitors", "Recipe", "RecipeError", "RewardSpec",
+    "SFTSection", "SamplingSettings", "ScratchModel", "Section", "Source", "StageData", "TrackingSection",
+    "VLLMOptions", "did_you_mean", "stable_hash",
+]

@@ -1,0 +1,172 @@
+"""Loading a recipe and every check before compute: YAML, overrides, readable errors, and the
+checks that need other modules (TRL config fields, verifiers, benchmarks, launchers, files).
+
+    recipe = load_recipe("configs/default.yaml", overrides=["grpo.stages.0.learning_rate=1e-5"])
+
+`load_recipe` turns pydantic's errors into one message per problem that names the key path, the
+bad value and what is allowed (the closest valid key for a typo), and checks every `trainer:`
+map against the installed TRL config dataclasses, all before any compute starts. This module
+sits above the schema (`tasks.recipe`) and the stage modules it consults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tasks.eval.benchmark_checks import check_benchmarks
+from tasks.recipe import Recipe, RecipeError, did_you_mean
+from tasks.train.presets import check_stages, stage_trainer_fields
+from tasks.verifiers import verifier_problems
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.0.c=value` overrides (value parsed as YAML) to a raw recipe dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} is not of the form key.path=value")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = raw
+        for k in keys[:-1]:
+            if isinstance(node, list):
+                node = node[int(k)]
+            else:
+                node = node.setdefault(k, {})
+        last = keys[-1]
+        node[int(last) if isinstance(node, list) else last] = _parse_value(value)
+    return raw
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-5` as a float, as YAML 1.2 does (1.1 reads it as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$"),
+    list("-+0123456789"))
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at `loc` (for 'did you mean')."""
+    cls: Any = Recipe
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        cls = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if cls is None:
+            return None
+    return cls
+
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "<recipe>"
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(loc)
+        valid = sorted(owner.model_fields) if owner else []
+        return f"{path}: unknown key{did_you_mean(loc[-1], valid)} Valid keys here: {', '.join(valid)}"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    return f"{path}: {err['msg']} (got {shown})"
+
+
+def _check_trainer_keys(recipe: Recipe) -> list[str]:
+    """Each `trainer:` map must hold fields of the installed TRL config and build a valid config."""
+    from trl import GRPOConfig, SFTConfig  # heavy: imported when a recipe is checked, not at import
+
+    problems = []
+    maps = [("sft.trainer", SFTConfig, recipe.sft.trainer, recipe.sft.trainer)] + [
+        (f"grpo.stages.{i}.trainer", GRPOConfig, s.trainer, stage_trainer_fields(s))
+        for i, s in enumerate(recipe.grpo.stages)]
+    for where, cls, trainer, settings in maps:  # settings: a GRPO preset's fields + the trainer map
+        fields = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = [k for k in trainer if k not in fields]
+        for k in unknown:
+            problems.append(f"{where}.{k}: not a field of TRL {cls.__name__}{did_you_mean(k, fields)}")
+        if unknown or where == "sft.trainer" and not recipe.sft.enabled:
+            continue
+        try:  # the config's own cross-field checks (e.g. batch divisible by num_generations)
+            with tempfile.TemporaryDirectory() as tmp:
+                cls(**{"output_dir": tmp, "report_to": "none", "use_cpu": True, **settings})
+        except (ValueError, TypeError) as e:
+            problems.append(f"{where}: TRL {cls.__name__} rejects these settings: {e}")
+    return problems
+
+
+def _check_rewards(recipe: Recipe) -> list[str]:
+    """Every verifier the recipe names: stage rewards, data.verifier, the reward-hacking canary."""
+    problems = []
+    for i, stage in enumerate(recipe.grpo.stages):
+        for j, spec in enumerate(stage.rewards):
+            where = f"grpo.stages.{i}.rewards.{j}"
+            problems += verifier_problems(f"{where}.name", spec.name, spec.params, params_at=f"{where}.params")
+        canary = stage.monitors.reward_hacking
+        if canary.policy != "off":
+            problems += verifier_problems(f"grpo.stages.{i}.monitors.reward_hacking.reward", canary.reward)
+    return problems + verifier_problems("data.verifier", recipe.data.verifier)
+
+
+def _check_files(recipe: Recipe) -> list[str]:
+    problems = []
+    data = recipe.data
+    listed = [(f"data.sources.{i}", s) for i, s in enumerate(data.sources)] + [
+        (f"data.decontamination.benchmarks.{i}", s) for i, s in enumerate(data.decontamination.benchmarks)]
+    for where, src in listed:
+        if src.kind in ("jsonl", "parquet", "csv") and not Path(src.name).is_file():
+            problems.append(f"{where}.name: file not found: {src.name}")
+    models = [("data.difficulty.policy", data.difficulty.policy if data.difficulty.policy != "current" else None),
+              ("data.cold_start.teacher", data.cold_start.teacher if data.cold_start.mode == "rejection_sampling"
+               and data.cold_start.teacher != "policy" and not data.cold_start.teacher_is_endpoint else None)]
+    for where, path in models:
+        if path and (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
+            problems.append(f"{where}: model directory not found: {path}")
+    path = recipe.model.name_or_path
+    if path and (path.startswith((".", "/")) or Path(path).exists()) and not Path(path).is_dir():
+        problems.append(f"model.name_or_path: directory not found: {path}")
+    return problems
+
+
+def validate_recipe(raw: dict) -> Recipe:
+    """A Recipe from a raw dict, or one RecipeError that lists every problem."""
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors()]
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
+    problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
+                + _check_trainer_keys(recipe) + check_stages(recipe))
+    if problems:
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe YAML; nothing is written or computed."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(raw).__name__}")
+    return validate_recipe(apply_overrides(raw, overrides or []))
