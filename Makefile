@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install e2e-deps demo test test-fast
+.PHONY: install e2e-deps demo test test-fast lint
 
 install:
 	$(PY) -m pip install -q -e '.[dev]'
@@ -29,3 +29,6 @@ e2e-deps:
 
 test-fast:  # unit tier only: no tiny-model pipeline runs
 	$(PY) -m pytest -q -m "not integration and not e2e"
+
+lint:  # ruff's rules and their reasons: [tool.ruff] in pyproject.toml
+	$(PY) -m ruff check .

@@ -31,8 +31,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.data.curate import curate  # noqa: E402
-from tasks.recipe import DataSection, Source  # noqa: E402
+from tasks.data.curate import curate
+from tasks.recipe import DataSection, Source
 
 TARGET_S_100K = 60.0
 

@@ -31,16 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import mlflow  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+import mlflow
+from trl import GRPOConfig, GRPOTrainer
 
-from tasks.data.curate import curate, read_split  # noqa: E402
-from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary  # noqa: E402
-from tasks.train.presets import stage_rewards, stage_trainer_fields  # noqa: E402
-from tasks.recipe_checks import load_recipe  # noqa: E402
-from tasks.train.sft import model_dir, prepare_base_model, run_sft, trainer_defaults  # noqa: E402
-from tasks.tracking import configure_tracking, run_stage  # noqa: E402
-from tasks.verifiers import build_reward  # noqa: E402
+from tasks.data.curate import curate, read_split
+from tasks.recipe_checks import load_recipe
+from tasks.tracking import configure_tracking, run_stage
+from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary
+from tasks.train.presets import stage_rewards, stage_trainer_fields
+from tasks.train.sft import model_dir, prepare_base_model, run_sft, trainer_defaults
+from tasks.verifiers import build_reward
 
 TARGET_RATIO = 1.10
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.verifiers import build_reward, latex_fast  # noqa: E402
-from tasks.verifiers import math as vmath  # noqa: E402
+from tasks.verifiers import build_reward, latex_fast
+from tasks.verifiers import math as vmath
 
 TARGETS = {"math_numeric_per_s": 1500, "math_latex_per_s": 500, "code_test_runs_per_s": 100}
 

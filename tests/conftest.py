@@ -39,9 +39,9 @@ def tiny_recipe(tmp_path):
 def tiny_model_dir(tmp_path_factory):
     """A saved from-scratch model + tokenizer trained on synthetic rows, built once."""
     from tasks.data.curate import format_completion
+    from tasks.data.synthetic import generate
     from tasks.modeling import init_model, train_tokenizer
     from tasks.recipe import ScratchModel
-    from tasks.data.synthetic import generate
 
     rows = generate("arithmetic", n=200, seed=0, max_operands=2, max_value=9)
     tok = train_tokenizer([r["question"] + format_completion(r["reasoning"], r["answer"]) for r in rows], 96)

@@ -45,7 +45,7 @@ class BenchmarkIndex:
         self.benchmarks.append(_Benchmark(name, unique, [ids[rows[i]] for i in first]))
 
     @classmethod
-    def from_sources(cls, sources: dict[str, Source], ngram: int) -> "BenchmarkIndex":
+    def from_sources(cls, sources: dict[str, Source], ngram: int) -> BenchmarkIndex:
         """Index the prompts (canonical `question`) of every benchmark source, by name."""
         index = cls(ngram)
         for i, (name, src) in enumerate(sources.items()):

@@ -13,7 +13,7 @@ A duplicate names the earliest earlier row it matches; the first copy of every c
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

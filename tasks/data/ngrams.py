@@ -69,7 +69,7 @@ class WordHashes:
     offsets: np.ndarray  # int64, len(rows) + 1
 
     @classmethod
-    def of(cls, texts) -> "WordHashes":
+    def of(cls, texts) -> WordHashes:
         arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, type=pa.string())
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-GENERATORS: dict[str, "callable"] = {}
+GENERATORS: dict[str, callable] = {}
 
 
 def _register(fn):

@@ -120,7 +120,7 @@ def _tasks_root() -> Path:
     return Path(lm_eval.tasks.__file__).parent
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _index(root: str) -> dict:
     from lm_eval.tasks._index import TaskIndex
 

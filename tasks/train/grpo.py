@@ -13,9 +13,10 @@ plots in `out_dir/plots` (also MLflow artifacts), monitor trips in `out_dir/moni
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
-from typing import Any, Callable
+from typing import Any
 
 from tasks.data.curate import prompt_messages, read_split
 from tasks.recipe import GRPOStage, Recipe, StageData

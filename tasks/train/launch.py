@@ -38,8 +38,8 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from tasks.tracking import OFFLINE_ENV
 

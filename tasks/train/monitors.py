@@ -205,7 +205,7 @@ class StageMonitor(TrainerCallback):
             tags = {f"monitor.{trip.monitor}": trip.message[:5000]}
             if trip.policy == "stop":
                 tags["monitor.stopped_by"] = trip.monitor
-            self._mlflow(lambda c: [c.set_tag(self.run_id, k, v) for k, v in tags.items()], state)
+            self._mlflow(lambda c, tags=tags: [c.set_tag(self.run_id, k, v) for k, v in tags.items()], state)
 
     def _mlflow(self, fn, state) -> None:
         if self.run_id and state.is_world_process_zero:

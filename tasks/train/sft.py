@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tasks.data.curate import prompt_messages, read_split
 from tasks.modeling import init_model, load_model, train_tokenizer

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from flows.pipeline import pipeline_flow
-from tasks.recipe_checks import load_recipe
 from tasks.data.synthetic import generate
+from tasks.recipe_checks import load_recipe
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration

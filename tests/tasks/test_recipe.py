@@ -4,7 +4,6 @@ import pytest
 import yaml
 
 from tasks.recipe import Recipe, RecipeError
-
 from tasks.recipe_checks import apply_overrides, load_recipe, validate_recipe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

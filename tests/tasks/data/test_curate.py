@@ -1,8 +1,8 @@
 import json
 
 from tasks.data.curate import curate, read_split
-from tasks.recipe import DataSection, Source
 from tasks.data.sources import iter_source_rows
+from tasks.recipe import DataSection, Source
 from tests.conftest import GSM8K
 
 

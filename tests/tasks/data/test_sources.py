@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from tasks.data.curate import curate, read_split
+from tasks.data.sources import iter_source_rows, prompt_messages
 from tasks.recipe import DataSection, RecipeError, Source
 from tasks.recipe_checks import validate_recipe
-from tasks.data.sources import iter_source_rows, prompt_messages
 from tests.conftest import GSM8K
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from tasks.eval.compare import (comparison_table, compare_url, differing_params, format_table, pipeline_runs,
-                           plot_runs)
+from tasks.eval.compare import compare_url, comparison_table, differing_params, format_table, pipeline_runs, plot_runs
 
 
 def _pipeline_run(name: str, lr: str, score: float, rewards: list[float] | None, reuse: str | None = None) -> str:
     """A parent run as pipeline_flow logs it, with a GRPO child run (or a `stage_run` tag to an
     earlier run's, as when the stage came from the cache). Returns the GRPO run id."""
-    with mlflow.start_run(run_name=f"pipeline-{name}", tags={"stage": "pipeline"}) as parent:
+    with mlflow.start_run(run_name=f"pipeline-{name}", tags={"stage": "pipeline"}):
         mlflow.log_params({"recipe.name": name, "recipe.seed": "0", "recipe.grpo.stages.0.trainer.learning_rate": lr})
         mlflow.log_metrics({"base/heldout/pass_at_1": 0.1, "grpo-stage-1/heldout/pass_at_1": score})
         grpo = reuse

@@ -3,9 +3,9 @@ import re
 import pytest
 
 from tasks.data.curate import curate, read_split
-from tasks.train.difficulty import filter_by_pass_rate, filter_stage_rows
 from tasks.recipe import DataSection, RecipeError
 from tasks.recipe_checks import load_recipe, validate_recipe
+from tasks.train.difficulty import filter_by_pass_rate, filter_stage_rows
 from tests.conftest import CONFIGS
 
 

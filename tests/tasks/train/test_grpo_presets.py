@@ -7,6 +7,8 @@ import re
 import pytest
 from trl import GRPOConfig
 
+from tasks.recipe import GRPOStage, RecipeError
+from tasks.recipe_checks import validate_recipe
 from tasks.train.presets import (
     PRESETS,
     dynamic_sampling_for,
@@ -16,8 +18,6 @@ from tasks.train.presets import (
     vllm_server_url,
     vllm_settings,
 )
-from tasks.recipe import GRPOStage, RecipeError
-from tasks.recipe_checks import validate_recipe
 from tests.conftest import REPO
 
 

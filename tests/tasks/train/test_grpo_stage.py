@@ -7,10 +7,10 @@ import pytest
 from mlflow import MlflowClient
 from transformers import TrainerCallback
 
-from tasks.train.grpo import run_grpo_stage, select_rows, split_canary
 from tasks.recipe import GRPOStage, StageData
 from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
+from tasks.train.grpo import run_grpo_stage, select_rows, split_canary
 from tests.conftest import CONFIGS
 
 

@@ -9,6 +9,9 @@ from accelerate.commands.config.config_args import ClusterConfig
 from accelerate.commands.launch import launch_command_parser
 from mlflow import MlflowClient
 
+from tasks.recipe import Launcher
+from tasks.recipe_checks import load_recipe
+from tasks.tracking import configure_tracking, run_stage
 from tasks.train.launch import (
     ACCELERATE_CONFIGS,
     DEEPSPEED_INSTALL,
@@ -19,9 +22,6 @@ from tasks.train.launch import (
     stream,
     worker_env,
 )
-from tasks.recipe import Launcher
-from tasks.recipe_checks import load_recipe
-from tasks.tracking import configure_tracking, run_stage
 from tests.conftest import CONFIGS
 
 CONFIG_FILES = sorted(ACCELERATE_CONFIGS.glob("*.yaml"))

@@ -2,9 +2,9 @@
 
 import pytest
 
+from tasks.recipe import Monitors
 from tasks.train.monitors import HealthMonitor, hacking_signal
 from tasks.train.plots import PANELS, plot_training_curves, series
-from tasks.recipe import Monitors
 
 
 def _monitors(**kw) -> Monitors:

@@ -14,11 +14,18 @@ import yaml
 from accelerate.commands.launch import launch_command_parser
 
 import tasks.train.launch as launch
-from tasks.train.launch import (RANK_FROM_INDEX, WORKER_ENV, accelerate_command, main_process_ip, stream, worker_env,
-                          worker_job)
 from tasks.recipe import Launcher, RecipeError
 from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking
+from tasks.train.launch import (
+    RANK_FROM_INDEX,
+    WORKER_ENV,
+    accelerate_command,
+    main_process_ip,
+    stream,
+    worker_env,
+    worker_job,
+)
 from tests.conftest import CONFIGS, REPO
 
 TWO_MACHINES = ["num_machines=2", "num_processes=2", "peers=local"]
