@@ -19,10 +19,17 @@ from flows.curate import curate_flow
 from flows.reporting import artifact_key, post_table, prefect_tags
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
-from tasks.eval.evaluate import checkpoint_model_dir, eval_settings, run_evaluation, suite_key
-from tasks.eval.promote import checkpoint_from_model_uri
+from tasks.eval.evaluate import (
+    checkpoint_model_dir,
+    eval_key,
+    eval_settings,
+    resolve_checkpoint,
+    run_evaluation,
+    suite_key,
+)
 from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
-from tasks.recipe import Recipe, stable_hash
+from tasks.layout import split_file
+from tasks.recipe import Recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
 
 
@@ -38,25 +45,11 @@ def check_benchmarks_ready(recipe: Recipe, heldout: str | None, skip_heldout: bo
         return check_benchmarks_load(runs)
 
 
-def resolve_checkpoint(ref: str, recipe: Recipe) -> StageOutput:
-    """A checkpoint given as `models:/name@alias|/version`, a stage directory, a model directory
-    (config.json, or a directory holding one in `model/`) or the MLflow run id of a stage."""
-    if ref.startswith("models:/"):
-        return checkpoint_from_model_uri(ref, recipe)
-    path, model = Path(ref), checkpoint_model_dir(ref)
-    if (model / "config.json").is_file() and not (path / "result.json").is_file():
-        # Size and mtime stand for the content: hashing the weights of a large model takes minutes.
-        files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(model.iterdir()) if p.is_file()]
-        label = path.parent.name if path.name == "model" else path.name
-        return StageOutput(stage=label, key=stable_hash([str(model.resolve()), files]), path=str(path.resolve()))
-    return resolve_output(ref)
-
-
 @task(name="evaluate-checkpoint")
 def evaluate_checkpoint(recipe: Recipe, heldout: str | None, ckpt: StageOutput, suite: str,
                         parent_run_id: str | None) -> StageOutput:
     cfg = recipe.evaluation
-    return run_stage(recipe, f"eval-{ckpt.stage}", stable_hash([suite, ckpt.key]),
+    return run_stage(recipe, f"eval-{ckpt.stage}", eval_key(suite, ckpt.key),
                      lambda out: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out,
                                                 Path(heldout) if heldout else None, recipe.data.system_prompt),
                      parent_run_id=parent_run_id,
@@ -93,7 +86,7 @@ def evaluate_flow(recipe: Recipe = Recipe(), checkpoints: list[str] | None = Non
         data_out = None
         if any(b.kind == "heldout" for b in cfg.benchmarks):
             data_out = resolve_output(data) if data else curate_flow(recipe, pid)
-        heldout = str(Path(data_out.path) / "eval.jsonl") if data_out else None
+        heldout = str(split_file(data_out.path, "eval")) if data_out else None
         check_benchmarks_ready(recipe, heldout)
         suite = suite_key(cfg, data_out.key if data_out else None, recipe.data.system_prompt)
         rows = []

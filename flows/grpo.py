@@ -11,10 +11,11 @@ from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
-from tasks.recipe import GRPOStage, Recipe, stable_hash
+from tasks.layout import PLOTS_DIR
+from tasks.recipe import GRPOStage, Recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
-from tasks.train.difficulty import filter_stage_rows
-from tasks.train.grpo import run_grpo_stage
+from tasks.train.difficulty import difficulty_key, filter_stage_rows
+from tasks.train.grpo import grpo_key, run_grpo_stage
 from tasks.train.monitors import read_trips
 from tasks.train.plots import PANELS
 
@@ -23,9 +24,8 @@ from tasks.train.plots import PANELS
 def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageOutput,
                      parent_run_id: str | None) -> StageOutput:
     stage: GRPOStage = recipe.grpo.stages[index]
-    key = stable_hash([recipe.digest("seed", f"grpo.stages.{index}"), data.key, init.key])
     on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
-    return run_stage(recipe, f"grpo-{stage.name}", key,
+    return run_stage(recipe, f"grpo-{stage.name}", grpo_key(recipe, index, data.key, init.key),
                      lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=on_line,
                                                 callbacks=training_progress(recipe.name, f"grpo-{stage.name}")),
                      parent_run_id=parent_run_id, params={"grpo": stage.model_dump(mode="json")},
@@ -37,9 +37,7 @@ def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: Stage
                       parent_run_id: str | None) -> StageOutput:
     """The stage's rows whose pass rate under its starting policy lies in the band (data.difficulty)."""
     stage: GRPOStage = recipe.grpo.stages[index]
-    key = stable_hash([recipe.digest("seed", "data.difficulty", "data.verifier", "data.system_prompt",
-                                     f"grpo.stages.{index}.data"), data.key, init.key])
-    return run_stage(recipe, f"difficulty-{stage.name}", key,
+    return run_stage(recipe, f"difficulty-{stage.name}", difficulty_key(recipe, index, data.key, init.key),
                      lambda out: filter_stage_rows(recipe, stage, data.path, init.path, out),
                      parent_run_id=parent_run_id, params={"difficulty": recipe.data.difficulty.model_dump(mode="json")},
                      tags=prefect_tags())
@@ -78,7 +76,7 @@ def post_grpo_report(recipe: Recipe, stage: GRPOStage, out: StageOutput) -> None
     lines += ["## Monitor trips", ""] + [f"- **{t['monitor']}** ({t['policy']}): {t['message']}" for t in trips] \
         if trips else ["No monitor tripped."]
     for stem in PANELS:
-        png = Path(out.path) / "plots" / f"{stem}.png"
+        png = Path(out.path) / PLOTS_DIR / f"{stem}.png"
         if png.is_file():
             lines += ["", f"![{stem}](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})"]
     post_stage_artifact(recipe.name, out, "\n".join(lines))

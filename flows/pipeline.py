@@ -13,54 +13,33 @@ from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, prefect_tags
 from flows.sft import sft_flow
 from tasks.eval.evaluate import suite_key
-from tasks.eval.promote import (
-    champion_score,
-    current_champion,
-    promote_if_better,
-    record_decision,
-    register_model,
-    registry_stage,
-)
+from tasks.eval.promote import evaluation_refs, promote_checkpoint
 from tasks.eval.report import headline_metrics
 from tasks.recipe import Recipe
 from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
-from tasks.train.sft import model_dir
 
 
 @task(name="promote-model")
 def promote_model(recipe: Recipe, final: StageOutput, row: dict, suite: str, champion_value: float | None) -> dict:
     """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged)."""
-    metric, name = recipe.evaluation.primary_metric, recipe.tracking.registered_model
-    if metric not in row:
-        raise ValueError(f"evaluation.primary_metric {metric!r} was not reported for {row['checkpoint']}; "
-                         f"reported: {', '.join(k for k in row if '/' in k)}")
-    version = register_model(model_dir(final.path), name)
-    decision = promote_if_better(name, version, metric, row[metric], recipe.evaluation.promotion_margin, suite=suite,
-                                 champion_value=champion_value,
-                                 evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path})
-    record_decision(decision)
-    return decision
+    return promote_checkpoint(recipe, final, row, suite, champion_value)
 
 
 def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[StageOutput],
                          pid: str) -> tuple[list[dict], dict | None]:
     """Evaluate the chosen checkpoints, and the champion too when its recorded score came from
     other evaluation settings (scores are compared within one suite only); promote the final one."""
-    cfg, name = recipe.evaluation, recipe.tracking.registered_model
-    wanted = [c for c in checkpoints if c.stage.split("-")[0] in cfg.checkpoints]
+    cfg = recipe.evaluation
     suite = suite_key(cfg, data.key, recipe.data.system_prompt)
-    champ = current_champion(name)
-    recheck = champ is not None and champion_score(champ, cfg.primary_metric, suite) is None
-    rows = evaluate_flow(recipe, [c.path for c in wanted] + ([f"models:/{name}/{champ.version}"] if recheck else []),
-                         data.path, pid)
+    refs, rechecked = evaluation_refs(recipe, checkpoints, suite)
+    rows = evaluate_flow(recipe, refs, data.path, pid)
     shown = list(dict.fromkeys([cfg.primary_metric, *headline_metrics(cfg, rows).values()]))
     for r in rows:
         mlflow.log_metrics({f"{r['checkpoint']}/{m}": r[m] for m in shown if m in r})
     final = next((r for r in rows if r["checkpoint"] == checkpoints[-1].stage), None)
     if final is None:
         return rows, None
-    champ_value = next((r.get(cfg.primary_metric) for r in rows
-                        if recheck and r["checkpoint"] == registry_stage(name, champ.version)), None)
+    champ_value = next((r.get(cfg.primary_metric) for r in rows if rechecked and r["checkpoint"] == rechecked), None)
     return rows, promote_model(recipe, checkpoints[-1], final, suite, champ_value)
 
 

@@ -7,24 +7,22 @@ from prefect import flow, get_run_logger, task
 from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, prefect_tags
-from tasks.recipe import Recipe, stable_hash
+from tasks.recipe import Recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
-from tasks.train.sft import prepare_base_model, run_sft
+from tasks.train.sft import base_key, prepare_base_model, run_sft, sft_key
 
 
 @task(name="prepare-base-model")
 def prepare_base(recipe: Recipe, data: StageOutput, parent_run_id: str | None) -> StageOutput:
-    key = stable_hash([recipe.digest("seed", "model"), data.key])
-    return run_stage(recipe, "base", key, lambda out: prepare_base_model(recipe, data.path, out),
+    return run_stage(recipe, "base", base_key(recipe, data.key), lambda out: prepare_base_model(recipe, data.path, out),
                      parent_run_id=parent_run_id, params={"model": recipe.model.model_dump(mode="json")},
                      tags=prefect_tags())
 
 
 @task(name="train-sft")
 def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_id: str | None) -> StageOutput:
-    key = stable_hash([recipe.digest("seed", "sft"), data.key, base.key])
     on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
-    return run_stage(recipe, "sft", key, lambda out: run_sft(recipe, data.path, base.path, out, on_line,
+    return run_stage(recipe, "sft", sft_key(recipe, data.key, base.key), lambda out: run_sft(recipe, data.path, base.path, out, on_line,
                                                              training_progress(recipe.name, "sft")),
                      parent_run_id=parent_run_id, params={"sft": recipe.sft.model_dump(mode="json")},
                      tags=prefect_tags())

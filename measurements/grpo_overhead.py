@@ -35,11 +35,13 @@ import mlflow
 from trl import GRPOConfig, GRPOTrainer
 
 from tasks.data.curate import curate, read_split
+from tasks.layout import model_dir
 from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
+from tasks.train.common import trainer_defaults
 from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary
 from tasks.train.presets import stage_rewards, stage_trainer_fields
-from tasks.train.sft import model_dir, prepare_base_model, run_sft, trainer_defaults
+from tasks.train.sft import prepare_base_model, run_sft
 from tasks.verifiers import build_reward
 
 TARGET_RATIO = 1.10

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, model_dir, stage_path
 from tasks.recipe import Recipe, TrackingSection
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,11 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 
 def stage_dir(recipe: Recipe, stage: str, key: str) -> Path:
-    return Path(recipe.tracking.runs_dir).resolve() / "stages" / stage / key
+    return stage_path(recipe.tracking.runs_dir, stage, key)
 
 
 def read_output(path: str | Path) -> StageOutput:
-    return StageOutput.model_validate_json((Path(path) / "result.json").read_text())
+    return StageOutput.model_validate_json((Path(path) / RESULT_FILE).read_text())
 
 
 def run_stage(
@@ -136,7 +137,7 @@ def run_stage(
     from transformers import set_seed
 
     out_dir = stage_dir(recipe, stage, key)
-    if (out_dir / "result.json").is_file():
+    if is_finished(out_dir):
         cached = read_output(out_dir).model_copy(update={"cached": True})
         log.info("%s: reusing finished outputs %s (MLflow run %s)", stage, out_dir, cached.run_id)
         return cached
@@ -148,7 +149,7 @@ def run_stage(
                           parent_run_id=None if resume_id else parent_run_id,
                           tags=None if resume_id else run_tags,
                           nested=mlflow.active_run() is not None) as run:
-        (out_dir / "mlflow_run_id").write_text(run.info.run_id)
+        (out_dir / RUN_ID_FILE).write_text(run.info.run_id)
         if not resume_id:
             mlflow.log_params(flatten(params or {}))
             for name, path in (inputs or {}).items():
@@ -160,13 +161,13 @@ def run_stage(
             raise
         if metrics:
             log_metrics(metrics)
-        if recipe.tracking.log_checkpoints and (out_dir / "model").is_dir():
-            mlflow.log_artifacts(str(out_dir / "model"), artifact_path="model")
+        if recipe.tracking.log_checkpoints and model_dir(out_dir).is_dir():
+            mlflow.log_artifacts(str(model_dir(out_dir)), artifact_path=MODEL_DIR)
         result = StageOutput(stage=stage, key=key, path=str(out_dir), run_id=run.info.run_id, metrics=metrics)
-        tmp = out_dir / "result.json.tmp"
+        tmp = out_dir / f"{RESULT_FILE}.tmp"
         tmp.write_text(result.model_dump_json(indent=2))
-        tmp.rename(out_dir / "result.json")
-        mlflow.log_artifact(str(out_dir / "result.json"))
+        tmp.rename(out_dir / RESULT_FILE)
+        mlflow.log_artifact(str(out_dir / RESULT_FILE))
     return result
 
 
@@ -195,7 +196,7 @@ def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
 
 def _unfinished_run(out_dir: Path) -> str | None:
     """The MLflow run of an earlier attempt at this stage, so a retry continues it."""
-    marker = out_dir / "mlflow_run_id"
+    marker = out_dir / RUN_ID_FILE
     if not marker.is_file():
         return None
     import mlflow
@@ -215,10 +216,10 @@ def resolve_output(ref: str) -> StageOutput:
     """A stage reference given by a user: a stage directory, or the MLflow run id that made it."""
     import mlflow
 
-    if (Path(ref) / "result.json").is_file():
+    if is_finished(ref):
         return read_output(ref)
     try:
-        local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path="result.json")
+        local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=RESULT_FILE)
     except Exception as e:
         raise ValueError(f"{ref!r} is neither a stage directory nor an MLflow run with a result.json: {e}") from None
     out = StageOutput.model_validate_json(Path(local).read_text())

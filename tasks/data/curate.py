@@ -36,6 +36,7 @@ from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
 from tasks.data.sources import iter_source_rows, prompt_messages, read_jsonl
+from tasks.layout import QUARANTINE, SPLITS, split_file
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash
 from tasks.tracking import file_digest, log_jsonl_dataset
@@ -45,7 +46,6 @@ __all__ = ["curate", "data_key", "format_completion", "log_splits", "prompt_mess
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("grpo", "sft", "eval")
 HELDOUT = "heldout"
 _ROWS = pa.schema([(k, pa.string()) for k in
                    ("id", "source", "task", "question", "messages", "metadata", "answer", "reasoning", "_invalid")])
@@ -166,7 +166,7 @@ class _Writers:
     """The four output files, written as rows are decided; counts what went where."""
 
     def __init__(self, out_dir: Path):
-        self.files = {name: (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") for name in (*SPLITS, "quarantine")}
+        self.files = {name: split_file(out_dir, name).open("w", encoding="utf-8") for name in (*SPLITS, QUARANTINE)}
         self.counts: Counter = Counter()
         self.reasons: Counter = Counter()
 
@@ -292,7 +292,7 @@ def _decide(cfg: DataSection, rows: pa.Table, notes: pa.Table, index: BenchmarkI
 
 # ---------------------------------------------------------------- reading and logging the splits
 def read_split(data_dir: str | Path, split: str) -> list[dict]:
-    return list(read_jsonl(Path(data_dir) / f"{split}.jsonl"))
+    return list(read_jsonl(split_file(data_dir, split)))
 
 
 
@@ -319,9 +319,9 @@ def log_splits(data_dir: Path) -> None:
     import pandas as pd
 
     for split in SPLITS:
-        if (Path(data_dir) / f"{split}.jsonl").stat().st_size:
-            log_jsonl_dataset(Path(data_dir) / f"{split}.jsonl", split)
-    sample = [r for r, _ in zip(read_jsonl(Path(data_dir) / "quarantine.jsonl"), range(50))]
+        if split_file(data_dir, split).stat().st_size:
+            log_jsonl_dataset(split_file(data_dir, split), split)
+    sample = [r for r, _ in zip(read_jsonl(split_file(data_dir, QUARANTINE)), range(50))]
     if sample:
         mlflow.log_table(pd.DataFrame(sample).astype(str), artifact_file="samples/quarantine.json")
     mlflow.log_artifacts(str(data_dir), artifact_path="data")

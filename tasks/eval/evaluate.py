@@ -25,9 +25,11 @@ from pathlib import Path
 
 from tasks.eval.benchmark_checks import vllm_available
 from tasks.eval.benchmarks import SAMPLES_FILTER, BenchmarkRun, write_benchmarks
+from tasks.eval.promote import checkpoint_from_model_uri
+from tasks.layout import MODEL_DIR, SAMPLES_FILE, is_finished, model_dir
 from tasks.modeling import load_model
-from tasks.recipe import EvaluationSection, stable_hash
-from tasks.tracking import file_digest, safe_metric_name
+from tasks.recipe import EvaluationSection, Recipe, stable_hash
+from tasks.tracking import StageOutput, file_digest, resolve_output, safe_metric_name
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,29 @@ def _local_files(bench) -> list[str]:
     return ([bench.path] if bench.path else []) + sorted(bench.data_files.values()) + task_yaml
 
 
+def eval_key(suite: str, checkpoint_key: str) -> str:
+    """Cache key of one checkpoint's evaluation: the suite and the checkpoint's own key."""
+    return stable_hash([suite, checkpoint_key])
+
+
 def checkpoint_model_dir(path: str | Path) -> Path:
     """The model directory of a checkpoint reference: a stage directory's `model/`, or the path itself."""
     path = Path(path)
-    return path / "model" if (path / "model" / "config.json").is_file() else path
+    return model_dir(path) if (model_dir(path) / "config.json").is_file() else path
+
+
+def resolve_checkpoint(ref: str, recipe: Recipe) -> StageOutput:
+    """A checkpoint given as `models:/name@alias|/version`, a stage directory, a model directory
+    (config.json, or a directory holding one in `model/`) or the MLflow run id of a stage."""
+    if ref.startswith("models:/"):
+        return checkpoint_from_model_uri(ref, recipe)
+    path, model = Path(ref), checkpoint_model_dir(ref)
+    if (model / "config.json").is_file() and not is_finished(path):
+        # Size and mtime stand for the content: hashing the weights of a large model takes minutes.
+        files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(model.iterdir()) if p.is_file()]
+        label = path.parent.name if path.name == MODEL_DIR else path.name
+        return StageOutput(stage=label, key=stable_hash([str(model.resolve()), files]), path=str(path.resolve()))
+    return resolve_output(ref)
 
 
 # ---------------------------------------------------------------- model backends
@@ -198,7 +219,7 @@ def run_evaluation(model_path: str | Path, cfg: EvaluationSection, out_dir: Path
     bench_dir = out_dir / "benchmarks"
     runs = write_benchmarks(cfg, bench_dir, heldout, system_prompt)
     ev = evaluate_model(model_path, runs, cfg)
-    (out_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in ev.samples))
+    (out_dir / SAMPLES_FILE).write_text("".join(json.dumps(s) + "\n" for s in ev.samples))
     if ev.samples:
         mlflow.log_table(pd.DataFrame(ev.samples), artifact_file="eval/samples.json")
     for part, data in ev.lm_eval.items():

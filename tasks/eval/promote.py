@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tasks.layout import model_dir
 from tasks.modeling import load_model
-from tasks.recipe import stable_hash
+from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import StageOutput, stage_dir
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,34 @@ def record_decision(decision: dict) -> None:
     mlflow.set_tags({f"promotion.{k}": str(v) for k, v in decision.items()})
 
 
+def promote_checkpoint(recipe: Recipe, final: StageOutput, row: dict, suite: str,
+                       champion_value: float | None) -> dict:
+    """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged)."""
+    metric, name = recipe.evaluation.primary_metric, recipe.tracking.registered_model
+    if metric not in row:
+        raise ValueError(f"evaluation.primary_metric {metric!r} was not reported for {row['checkpoint']}; "
+                         f"reported: {', '.join(k for k in row if '/' in k)}")
+    version = register_model(model_dir(final.path), name)
+    decision = promote_if_better(name, version, metric, row[metric], recipe.evaluation.promotion_margin, suite=suite,
+                                 champion_value=champion_value,
+                                 evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path})
+    record_decision(decision)
+    return decision
+
+
+def evaluation_refs(recipe: Recipe, checkpoints: list[StageOutput], suite: str) -> tuple[list[str], str | None]:
+    """What the pipeline evaluates: the checkpoints `evaluation.checkpoints` chooses, plus the
+    champion (`models:/name/version`) when its recorded score came from other evaluation settings
+    (scores are compared within one suite only). Returns the references and, when the champion is
+    re-evaluated, its checkpoint name in the rows."""
+    cfg, name = recipe.evaluation, recipe.tracking.registered_model
+    refs = [c.path for c in checkpoints if c.stage.split("-")[0] in cfg.checkpoints]
+    champ = current_champion(name)
+    if champ is None or champion_score(champ, cfg.primary_metric, suite) is not None:
+        return refs, None
+    return refs + [f"models:/{name}/{champ.version}"], registry_stage(name, champ.version)
+
+
 def checkpoint_from_model_uri(uri: str, recipe):
     """Materialise a registered model (`models:/name@alias` or `models:/name/3`) as a stage directory."""
     import mlflow
@@ -125,7 +154,7 @@ def checkpoint_from_model_uri(uri: str, recipe):
         raise ValueError(f"{uri}: no version of registered model {name!r} has alias {ref!r} ({e.message})") from None
     name = name.partition("/")[0]
     out_dir = stage_dir(recipe, "registry", stable_hash([name, version]))
-    model_path = out_dir / "model"
+    model_path = model_dir(out_dir)
     if not (model_path / "config.json").is_file():
         parts = mlflow.transformers.load_model(f"models:/{name}/{version}", return_type="components")
         parts["model"].save_pretrained(model_path)

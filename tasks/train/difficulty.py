@@ -23,9 +23,16 @@ from pathlib import Path
 
 from tasks.data.generation import judge, make_sampler
 from tasks.data.sources import prompt_messages, read_jsonl, write_jsonl
-from tasks.recipe import DataSection, GRPOStage, Recipe
+from tasks.layout import QUARANTINE, model_dir, split_file
+from tasks.recipe import DataSection, GRPOStage, Recipe, stable_hash
 from tasks.train.grpo import select_rows
-from tasks.train.sft import model_dir
+
+
+def difficulty_key(recipe: Recipe, index: int, data_key: str, init_key: str) -> str:
+    """Cache key of the pass-rate filter before GRPO stage `index`: the filter's settings, the
+    verifier and prompt that score the answers, the stage's row selection, data and policy."""
+    return stable_hash([recipe.digest("seed", "data.difficulty", "data.verifier", "data.system_prompt",
+                                      f"grpo.stages.{index}.data"), data_key, init_key])
 
 
 def band_reason(pass_rate: float, lo: float, hi: float) -> str | None:
@@ -58,8 +65,8 @@ def filter_by_pass_rate(rows: list[dict], cfg: DataSection, policy: str, out_dir
             else:
                 kept.append({**row, "pass_rate": rate})
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "grpo.jsonl", kept)
-    write_jsonl(out_dir / "quarantine.jsonl", rejected)
+    write_jsonl(split_file(out_dir, "grpo"), kept)
+    write_jsonl(split_file(out_dir, QUARANTINE), rejected)
     by_reason = Counter(r["reason"].split(":")[0].replace(" ", "_") for r in rejected)
     return {"difficulty/scored": float(len(rates)), "difficulty/kept": float(len(kept)),
             "difficulty/mean_pass_rate": sum(rates) / len(rates) if rates else float("nan"),
@@ -72,7 +79,7 @@ def filter_stage_rows(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, in
     """Filter the rows `stage` selects from the curated GRPO split, with the policy the stage
     starts from (or `difficulty.policy`); writes the stage's own `grpo.jsonl`."""
     selection = stage.data.model_copy(update={"max_rows": None})  # max_rows counts kept rows, below
-    rows = select_rows(list(read_jsonl(Path(data_dir) / "grpo.jsonl")), selection)
+    rows = select_rows(list(read_jsonl(split_file(data_dir, "grpo"))), selection)
     policy = recipe.data.difficulty.policy
     policy = str(model_dir(init_dir)) if policy == "current" else policy
     return filter_by_pass_rate(rows, recipe.data, policy, out_dir, max_rows=stage.data.max_rows)

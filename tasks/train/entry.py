@@ -14,11 +14,11 @@ import logging
 import os
 from pathlib import Path
 
+from tasks.layout import METRICS_FILE
 from tasks.progress import trainer_progress
 from tasks.recipe import Recipe
 from tasks.tracking import set_offline_env
 from tasks.train.grpo import run_grpo_stage
-from tasks.train.launch import METRICS_FILE
 from tasks.train.sft import run_sft
 
 

@@ -19,8 +19,10 @@ from statistics import mean
 from typing import Any
 
 from tasks.data.curate import prompt_messages, read_split
-from tasks.recipe import GRPOStage, Recipe, StageData
+from tasks.layout import PLOTS_DIR, model_dir
+from tasks.recipe import GRPOStage, Recipe, StageData, stable_hash
 from tasks.tracking import stage_run_id
+from tasks.train.common import last_checkpoint, trainer_defaults
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 from tasks.train.plots import plot_training_curves
 from tasks.train.presets import (
@@ -31,13 +33,17 @@ from tasks.train.presets import (
     stage_trainer_fields,
     vllm_settings,
 )
-from tasks.train.sft import _last_checkpoint, model_dir, trainer_defaults
 from tasks.verifiers import build_reward
 
 log = logging.getLogger(__name__)
 
 # Canonical columns GRPO passes to the rewards; `prompt` is built from `question`.
 REWARD_COLUMNS = ("id", "answer", "task")
+
+
+def grpo_key(recipe: Recipe, index: int, data_key: str, init_key: str) -> str:
+    """Cache key of GRPO stage `index`: the seed, that stage's settings, its data and its start."""
+    return stable_hash([recipe.digest("seed", f"grpo.stages.{index}"), data_key, init_key])
 
 
 def _field(row: dict, dotted: str) -> Any:
@@ -114,7 +120,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
-    last = _last_checkpoint(args.output_dir)
+    last = last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:
         from mlflow import MlflowClient
 
@@ -143,11 +149,11 @@ def _finish(trainer, stage: GRPOStage, out_dir: Path, run_id, train_loss: float,
 
     history = trainer.state.log_history
     if trainer.accelerator.is_main_process:
-        plot_training_curves(history, out_dir / "plots")
+        plot_training_curves(history, out_dir / PLOTS_DIR)
         if run_id:
             from mlflow import MlflowClient
 
-            MlflowClient().log_artifacts(run_id, str(out_dir / "plots"), "plots")
+            MlflowClient().log_artifacts(run_id, str(out_dir / PLOTS_DIR), PLOTS_DIR)
 
     def mean_of(key: str) -> float:
         values = [h[key] for h in history if h.get(key) is not None]

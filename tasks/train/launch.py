@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from tasks.layout import METRICS_FILE
 from tasks.tracking import OFFLINE_ENV
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 ACCELERATE_CONFIGS = REPO / "configs" / "accelerate"
 WORKER_ENV = "RLVR_TRAIN_WORKER"  # set in workers: train here, never launch again
-METRICS_FILE = "train_metrics.json"
 KUBERNETES_INSTALL = "pip install 'kubernetes<37'"  # the bound: see pyproject.toml's `kubernetes` extra
 DEEPSPEED_INSTALL = "pip install -e '.[deepspeed]'"  # pyproject.toml's `deepspeed` extra
 RANK_FROM_INDEX = "$((JOB_COMPLETION_INDEX + 1))"  # shell: pod i of the worker Job is machine i + 1

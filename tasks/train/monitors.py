@@ -23,11 +23,10 @@ from statistics import mean
 from transformers import TrainerCallback
 
 from tasks.data.curate import prompt_messages
+from tasks.layout import TRIPS_FILE
 from tasks.verifiers import build_reward
 
 log = logging.getLogger(__name__)
-
-TRIPS_FILE = "monitor_trips.json"
 
 #: monitor -> (logged metric, direction that is bad, what the number means, what to change)
 CHECKS: dict[str, tuple[str, str, str, str]] = {

@@ -8,22 +8,26 @@ Both write a `model/` directory (weights + tokenizer) that the next stage loads 
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from tasks.data.curate import prompt_messages, read_split
+from tasks.layout import model_dir
 from tasks.modeling import init_model, load_model, train_tokenizer
-from tasks.recipe import Recipe
+from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import stage_run_id
+from tasks.train.common import last_checkpoint, trainer_defaults
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 
-log = logging.getLogger(__name__)
+
+def base_key(recipe: Recipe, data_key: str) -> str:
+    """Cache key of the starting model: the seed, the model section and the curated data."""
+    return stable_hash([recipe.digest("seed", "model"), data_key])
 
 
-def model_dir(stage_out: str | Path) -> Path:
-    return Path(stage_out) / "model"
+def sft_key(recipe: Recipe, data_key: str, base_key: str) -> str:
+    """Cache key of cold-start SFT: the seed, the sft section, the data and the starting model."""
+    return stable_hash([recipe.digest("seed", "sft"), data_key, base_key])
 
 
 def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> dict[str, float]:
@@ -39,33 +43,6 @@ def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> d
     model.save_pretrained(model_dir(out_dir))
     tok.save_pretrained(model_dir(out_dir))
     return {"model/parameters": float(sum(p.numel() for p in model.parameters())), "model/vocab_size": float(len(tok))}
-
-
-def mixed_precision() -> dict[str, bool]:
-    """The trainer's bf16/fp16: in an `accelerate launch` worker, its config's mixed_precision
-    (DeepSpeed refuses a trainer that disagrees with it); else bf16 where the GPU supports it."""
-    import torch
-
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
-    if launched:
-        return {"bf16": launched == "bf16", "fp16": launched == "fp16"}
-    return {"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported()}
-
-
-def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
-    """Settings we always pass to a TRL config; the recipe's `trainer:` map overrides the rest."""
-    import torch
-
-    return {
-        "output_dir": str(out_dir / "checkpoints"),
-        "report_to": ["mlflow"],  # streams into the active MLflow (child) run
-        "seed": recipe.seed,
-        "use_cpu": not torch.cuda.is_available(),
-        **mixed_precision(),
-        "disable_tqdm": True,
-        "logging_steps": 10,
-        "save_only_model": False,
-    }
 
 
 def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir: Path,
@@ -86,21 +63,9 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
     args = SFTConfig(**{**trainer_defaults(recipe, out_dir), **recipe.sft.trainer})
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
     tag_distribution(trainer.accelerator, stage_run_id())
-    last = _last_checkpoint(args.output_dir)
+    last = last_checkpoint(args.output_dir)
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(model_dir(out_dir)))
     if trainer.accelerator.is_main_process:
         tok.save_pretrained(model_dir(out_dir))
     return {"sft/train_loss": result.training_loss, "sft/rows": float(len(rows))}
-
-
-def _last_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` a killed attempt left, so a retry resumes instead of restarting."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if not Path(output_dir).is_dir():
-        return None
-    last = get_last_checkpoint(output_dir)
-    if last:
-        log.info("resuming from %s", last)
-    return last

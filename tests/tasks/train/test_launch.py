@@ -95,8 +95,9 @@ def test_launcher_problems(tmp_path, monkeypatch):
 def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_data_dir, machines):
     """Two workers: both on this machine, or one on each of two machines (machine 1 started as a
     local peer) that join through accelerate's static rendezvous."""
+    from tasks.layout import model_dir
     from tasks.train.grpo import run_grpo_stage
-    from tasks.train.sft import model_dir, run_sft
+    from tasks.train.sft import run_sft
 
     launcher = ["num_processes=2"] + (["num_machines=2", "peers=local"] if machines > 1 else [])
     recipe = load_recipe(CONFIGS / "tiny.yaml", [
@@ -135,8 +136,9 @@ def test_deepspeed_zero2_sft_and_zero3_grpo_on_two_cpu_processes(tmp_path, tiny_
     pytest.importorskip("deepspeed", reason=DEEPSPEED_INSTALL)
     from safetensors.torch import load_file
 
+    from tasks.layout import model_dir
     from tasks.train.grpo import run_grpo_stage
-    from tasks.train.sft import model_dir, run_sft
+    from tasks.train.sft import run_sft
 
     recipe = load_recipe(CONFIGS / "tiny.yaml", [
         f"tracking.runs_dir={tmp_path / 'runs'}", "sft.trainer.max_steps=2",

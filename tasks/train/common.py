@@ -1,0 +1,52 @@
+"""What the SFT and GRPO trainers share: the settings always passed to a TRL config, mixed
+precision, and resuming from the last checkpoint a killed attempt left."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from tasks.layout import CHECKPOINTS_DIR
+from tasks.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def mixed_precision() -> dict[str, bool]:
+    """The trainer's bf16/fp16: in an `accelerate launch` worker, its config's mixed_precision
+    (DeepSpeed refuses a trainer that disagrees with it); else bf16 where the GPU supports it."""
+    import torch
+
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched:
+        return {"bf16": launched == "bf16", "fp16": launched == "fp16"}
+    return {"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported()}
+
+
+def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
+    """Settings we always pass to a TRL config; the recipe's `trainer:` map overrides the rest."""
+    import torch
+
+    return {
+        "output_dir": str(out_dir / CHECKPOINTS_DIR),
+        "report_to": ["mlflow"],  # streams into the active MLflow (child) run
+        "seed": recipe.seed,
+        "use_cpu": not torch.cuda.is_available(),
+        **mixed_precision(),
+        "disable_tqdm": True,
+        "logging_steps": 10,
+        "save_only_model": False,
+    }
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` a killed attempt left, so a retry resumes instead of restarting."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not Path(output_dir).is_dir():
+        return None
+    last = get_last_checkpoint(output_dir)
+    if last:
+        log.info("resuming from %s", last)
+    return last
