@@ -35,11 +35,11 @@ def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageO
 @task(name="filter-by-pass-rate")
 def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: StageOutput,
                       parent_run_id: str | None) -> StageOutput:
-    """The stage's rows whose pass rate under its starting policy lies in the band (data.difficulty)."""
+    """The stage's rows whose pass rate under its starting policy lies in the band (grpo.difficulty)."""
     stage: GRPOStage = recipe.grpo.stages[index]
     return run_stage(recipe, f"difficulty-{stage.name}", difficulty_key(recipe, index, data.key, init.key),
                      lambda out: filter_stage_rows(recipe, stage, data.path, init.path, out),
-                     parent_run_id=parent_run_id, params={"difficulty": recipe.data.difficulty.model_dump(mode="json")},
+                     parent_run_id=parent_run_id, params={"difficulty": recipe.grpo.difficulty.model_dump(mode="json")},
                      tags=prefect_tags())
 
 
@@ -48,7 +48,7 @@ def grpo_flow(recipe: Recipe = Recipe(), data: str | None = None, init: str | No
               parent_run_id: str | None = None) -> list[StageOutput]:
     """Steps: resolve the data and the starting checkpoint (stage directories or MLflow run
     ids; run the upstream flows if absent); train each GRPO stage in order with its verifier
-    rewards, each from the previous stage's checkpoint; with `data.difficulty.enabled`, first
+    rewards, each from the previous stage's checkpoint; with `grpo.difficulty.enabled`, first
     keep the stage's prompts whose pass rate under that checkpoint lies in the band (a cached
     `difficulty-<stage>` step whose grpo.jsonl the stage trains on). Returns one output per stage."""
     configure_tracking(recipe.tracking)
@@ -57,7 +57,7 @@ def grpo_flow(recipe: Recipe = Recipe(), data: str | None = None, init: str | No
     outputs = []
     for i, stage in enumerate(recipe.grpo.stages):
         stage_data = data_out
-        if recipe.data.difficulty.enabled:
+        if recipe.grpo.difficulty.enabled:
             stage_data = filter_stage_data(recipe, i, data_out, start, parent_run_id)
             post_stage_artifact(recipe.name, stage_data, f"Pass-rate filter for `{stage.name}`; rejected rows "
                                 "are in `quarantine.jsonl` with their pass rate.")

@@ -9,7 +9,7 @@ the reasoning (an empty <think> block, as 30% of the default's cold-start traces
 accuracy of those that reason.
 
     python measurements/grpo_gain.py                       # seeds 0 1 2, configs/default.yaml
-    python measurements/grpo_gain.py --seeds 0 --set grpo.stages.0.trainer.max_steps=50
+    python measurements/grpo_gain.py --seeds 0 --set grpo.stages.0.max_steps=50
 """
 
 from __future__ import annotations

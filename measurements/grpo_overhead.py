@@ -98,7 +98,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="grpo-overhead-"))
     recipe = load_recipe(args.recipe, [f"tracking.runs_dir={root / 'runs'}", "tracking.experiment=grpo-overhead",
-                                       f"grpo.stages.0.trainer.max_steps={args.steps}"])
+                                       f"grpo.stages.0.max_steps={args.steps}"])
     configure_tracking(recipe.tracking)
     stage = recipe.grpo.stages[0]
     print(f"recipe {args.recipe}, stage {stage.name}: {args.steps} steps, trainer {stage.trainer}", flush=True)

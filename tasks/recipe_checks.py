@@ -93,10 +93,10 @@ def _check_trainer_keys(recipe: Recipe) -> list[str]:
     from trl import GRPOConfig, SFTConfig  # heavy: imported when a recipe is checked, not at import
 
     problems = []
-    maps = [("sft.trainer", SFTConfig, recipe.sft.trainer, recipe.sft.trainer)] + [
+    maps = [("sft.trainer", SFTConfig, recipe.sft.trainer, recipe.sft.trainer_fields())] + [
         (f"grpo.stages.{i}.trainer", GRPOConfig, s.trainer, stage_trainer_fields(s))
         for i, s in enumerate(recipe.grpo.stages)]
-    for where, cls, trainer, settings in maps:  # settings: a GRPO preset's fields + the trainer map
+    for where, cls, trainer, settings in maps:  # settings: preset + typed settings + the trainer map
         fields = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = [k for k in trainer if k not in fields]
         for k in unknown:
@@ -132,7 +132,8 @@ def _check_files(recipe: Recipe) -> list[str]:
     for where, src in listed:
         if src.kind in ("jsonl", "parquet", "csv") and not Path(src.name).is_file():
             problems.append(f"{where}.name: file not found: {src.name}")
-    models = [("data.difficulty.policy", data.difficulty.policy if data.difficulty.policy != "current" else None),
+    difficulty = recipe.grpo.difficulty
+    models = [("grpo.difficulty.policy", difficulty.policy if difficulty.policy != "current" else None),
               ("data.cold_start.teacher", data.cold_start.teacher if data.cold_start.mode == "rejection_sampling"
                and data.cold_start.teacher != "policy" and not data.cold_start.teacher_is_endpoint else None)]
     for where, path in models:

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_)
         s.add_argument("recipe", help="path to a recipe YAML, e.g. configs/default.yaml")
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override one recipe value (YAML-parsed), e.g. grpo.stages.0.trainer.max_steps=50")
+                       help="override one recipe value (YAML-parsed), e.g. grpo.stages.0.max_steps=50")
     v = sub.add_parser("verify", help="score a JSONL of completions with the recipe's verifiers")
     v.add_argument("recipe")
     v.add_argument("--completions", required=True,

@@ -21,13 +21,15 @@ from tasks.recipe.data import (
     DataSection,
     DecontaminationSection,
     DedupSection,
-    DifficultySection,
     SamplingSettings,
     Source,
 )
 from tasks.recipe.evaluation import HELDOUT, Benchmark, EvaluationSection, VLLMOptions
 from tasks.recipe.train import (
+    GRPO_SETTINGS,
+    SFT_SETTINGS,
     CanaryMonitor,
+    DifficultySection,
     DynamicSampling,
     GRPOSection,
     GRPOStage,
@@ -115,7 +117,7 @@ def _get_path(d: Any, path: str) -> Any:
 
 
 __all__ = [
-    "HELDOUT", "Benchmark", "CanaryMonitor", "ColdStartSection", "DataSection", "DecontaminationSection",
+    "GRPO_SETTINGS", "HELDOUT", "SFT_SETTINGS", "Benchmark", "CanaryMonitor", "ColdStartSection", "DataSection", "DecontaminationSection",
     "DedupSection", "DifficultySection", "DynamicSampling", "EvaluationSection", "GRPOSection", "GRPOStage",
     "KubernetesPeers", "Launcher", "LoraSpec", "ModelSection", "Monitors", "Recipe", "RecipeError", "RewardSpec",
     "SFTSection", "SamplingSettings", "ScratchModel", "Section", "Source", "StageData", "TrackingSection",

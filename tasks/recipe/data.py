@@ -90,26 +90,6 @@ class SamplingSettings(Section):
     batch_size: int = Field(16, gt=0, description="Prompts per generation call.")
 
 
-class DifficultySection(SamplingSettings):
-    """Pass-rate filter at the start of every GRPO stage: the stage's policy answers each prompt
-    `samples` times, the verifier scores them, and prompts whose pass rate lies outside
-    [min_pass_rate, max_pass_rate] are quarantined (an all-right or all-wrong group gives GRPO
-    no gradient). The kept rows carry a `pass_rate` column."""
-
-    enabled: bool = False
-    samples: int = Field(8, ge=2, description="Answers sampled per prompt (open-r1 uses 8).")
-    min_pass_rate: float = Field(0.1, ge=0, le=1)
-    max_pass_rate: float = Field(0.9, ge=0, le=1)
-    policy: str = Field("current", description="'current': the checkpoint the GRPO stage starts from (the SFT "
-                                               "model for the first stage); else a model directory.")
-
-    @model_validator(mode="after")
-    def _band(self):
-        if self.min_pass_rate > self.max_pass_rate:
-            raise ValueError(f"min_pass_rate ({self.min_pass_rate}) is above max_pass_rate ({self.max_pass_rate})")
-        return self
-
-
 class ColdStartSection(SamplingSettings):
     """Where the cold-start SFT traces come from. Every kept trace passes `data.verifier`."""
 
@@ -144,7 +124,6 @@ class DataSection(Section):
                                                             "is correct (score 1.0): cold-start traces, pass rates.")
     dedup: DedupSection = DedupSection()
     decontamination: DecontaminationSection = DecontaminationSection()
-    difficulty: DifficultySection = DifficultySection()
     cold_start: ColdStartSection = ColdStartSection()
     num_proc: int = Field(1, gt=0, description="Processes for validation, hashing and decontamination.")
     seed: int = 0

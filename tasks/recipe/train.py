@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tasks.recipe.base import Section
+from tasks.recipe.data import SamplingSettings
 
 
 class KubernetesPeers(Section):
@@ -60,9 +61,33 @@ class Launcher(Section):
 
 
 class SFTSection(Section):
+    """Cold-start SFT. The typed settings below are TRL SFTConfig fields with TRL's defaults;
+    `trainer:` passes any other SFTConfig field and wins where both are set."""
+
     enabled: bool = True
-    trainer: dict[str, Any] = Field(default_factory=dict, description="Any TRL SFTConfig field.")
+    learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate. Default: TRL's 2e-5, for "
+                                                               "fine-tuning a pretrained model; a from-scratch "
+                                                               "model tolerates about 3e-3.")
+    num_train_epochs: float = Field(3.0, gt=0, description="Passes over the cold-start set. Default: TRL's 3; "
+                                                           "max_steps wins when set.")
+    max_steps: int = Field(-1, ge=-1, description="Optimizer steps; -1 (TRL's default): num_train_epochs decides.")
+    per_device_train_batch_size: int = Field(8, gt=0, description="Traces per device per micro-batch. Default: "
+                                                                  "TRL's 8.")
+    max_length: int | None = Field(1024, gt=0, description="Tokens per trace (prompt + completion); longer ones "
+                                                           "are truncated. Default: TRL's 1024. Empty: no limit.")
+    trainer: dict[str, Any] = Field(default_factory=dict, description="Any other TRL SFTConfig field; wins over "
+                                                                      "the typed settings above.")
     launcher: Launcher = Launcher()
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """SFTConfig fields of the section: the typed settings, then `trainer:` (wins)."""
+        return {**{k: getattr(self, k) for k in SFT_SETTINGS}, **self.trainer}
+
+
+SFT_SETTINGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "max_length")
+#: The typed GRPOConfig fields of a stage (docs/grpo.md, "Typed settings").
+GRPO_SETTINGS = ("learning_rate", "max_steps", "num_generations", "max_completion_length", "temperature", "beta",
+                 "per_device_train_batch_size")
 
 
 class RewardSpec(Section):
@@ -156,7 +181,28 @@ class GRPOStage(Section):
         default_factory=lambda: [RewardSpec(name="math_answer_reward"), RewardSpec(name="format_reward", weight=0.2)],
         min_length=1)
     data: StageData = StageData()
-    trainer: dict[str, Any] = Field(default_factory=dict, description="Any TRL GRPOConfig field.")
+    # The settings every recipe sets, as typed GRPOConfig fields with TRL's defaults.
+    learning_rate: float = Field(1e-6, gt=0, le=1, description="Peak learning rate. Default: TRL's 1e-6, for a "
+                                                               "pretrained 1B+ policy (DeepSeek-R1 used 3e-6); a "
+                                                               "from-scratch model needs far more (default.yaml: 2e-4).")
+    max_steps: int = Field(-1, ge=-1, description="Optimizer steps of the stage; -1 (TRL's default): "
+                                                  "trainer.num_train_epochs (3) passes over the stage's rows.")
+    num_generations: int = Field(8, ge=2, description="Completions per prompt: the group whose rewards are "
+                                                      "compared (2 at least: one has no baseline). Default: TRL's 8, "
+                                                      "as in open-r1. The global batch must be divisible by it.")
+    max_completion_length: int = Field(512, gt=0, description="Tokens per completion; longer ones are cut "
+                                                              "(monitors.truncation watches the share). Default: "
+                                                              "TRL's 512.")
+    temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature. Default: TRL's 1.0, the "
+                                                      "policy's own distribution; lower explores less.")
+    beta: float | None = Field(None, ge=0, description="KL penalty towards the starting model. Empty: the preset's "
+                                                       "(grpo 0.04, others 0.0), else TRL's 0.0: DAPO and Dr. GRPO "
+                                                       "found no KL term needed with verifiable rewards, and 0 "
+                                                       "loads no reference model.")
+    per_device_train_batch_size: int = Field(8, gt=0, description="Completions per device per micro-batch. "
+                                                                  "Default: TRL's 8 (one prompt's group of 8).")
+    trainer: dict[str, Any] = Field(default_factory=dict, description="Any other TRL GRPOConfig field; wins over "
+                                                                      "the preset and the typed settings above.")
     dynamic_sampling: DynamicSampling | None = Field(None, description="Empty: on for preset dapo, off otherwise.")
     lora: LoraSpec | None = Field(None, description="Empty: train all weights.")
     checkpoint_every: int = Field(50, gt=0, description="Save a resumable checkpoint every N steps (save_steps).")
@@ -164,9 +210,35 @@ class GRPOStage(Section):
     log_samples: int = Field(16, ge=0, description="Completions logged to MLflow as a table at each logging step.")
     launcher: Launcher = Launcher()
 
+    def typed_fields(self) -> dict[str, Any]:
+        """The stage's typed GRPOConfig settings (beta only when set)."""
+        return {k: v for k in GRPO_SETTINGS if (v := getattr(self, k)) is not None}
+
+
+class DifficultySection(SamplingSettings):
+    """Pass-rate filter at the start of every GRPO stage: the stage's policy answers each prompt
+    `samples` times, the verifier scores them, and prompts whose pass rate lies outside
+    [min_pass_rate, max_pass_rate] are quarantined (an all-right or all-wrong group gives GRPO
+    no gradient). The kept rows carry a `pass_rate` column."""
+
+    enabled: bool = False
+    samples: int = Field(8, ge=2, description="Answers sampled per prompt (open-r1 uses 8).")
+    min_pass_rate: float = Field(0.1, ge=0, le=1)
+    max_pass_rate: float = Field(0.9, ge=0, le=1)
+    policy: str = Field("current", description="'current': the checkpoint the GRPO stage starts from (the SFT "
+                                               "model for the first stage); else a model directory.")
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.min_pass_rate > self.max_pass_rate:
+            raise ValueError(f"min_pass_rate ({self.min_pass_rate}) is above max_pass_rate ({self.max_pass_rate})")
+        return self
+
+
 
 class GRPOSection(Section):
     stages: list[GRPOStage] = Field(default_factory=lambda: [GRPOStage()])
+    difficulty: DifficultySection = DifficultySection()
 
     @field_validator("stages")
     @classmethod

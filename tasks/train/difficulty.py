@@ -24,14 +24,14 @@ from pathlib import Path
 from tasks.data.generation import judge, make_sampler
 from tasks.data.sources import prompt_messages, read_jsonl, write_jsonl
 from tasks.layout import QUARANTINE, model_dir, split_file
-from tasks.recipe import DataSection, GRPOStage, Recipe, stable_hash
+from tasks.recipe import DataSection, DifficultySection, GRPOStage, Recipe, stable_hash
 from tasks.train.grpo import select_rows
 
 
 def difficulty_key(recipe: Recipe, index: int, data_key: str, init_key: str) -> str:
     """Cache key of the pass-rate filter before GRPO stage `index`: the filter's settings, the
     verifier and prompt that score the answers, the stage's row selection, data and policy."""
-    return stable_hash([recipe.digest("seed", "data.difficulty", "data.verifier", "data.system_prompt",
+    return stable_hash([recipe.digest("seed", "grpo.difficulty", "data.verifier", "data.system_prompt",
                                       f"grpo.stages.{index}.data"), data_key, init_key])
 
 
@@ -44,10 +44,10 @@ def band_reason(pass_rate: float, lo: float, hi: float) -> str | None:
     return None
 
 
-def filter_by_pass_rate(rows: list[dict], cfg: DataSection, policy: str, out_dir: Path,
+def filter_by_pass_rate(rows: list[dict], d: DifficultySection, cfg: DataSection, policy: str, out_dir: Path,
                         max_rows: int | None = None) -> dict[str, float]:
-    """Write `grpo.jsonl` (in-band rows + `pass_rate`) and `quarantine.jsonl` to `out_dir`."""
-    d = cfg.difficulty
+    """Write `grpo.jsonl` (in-band rows + `pass_rate`) and `quarantine.jsonl` to `out_dir`; the
+    answers are scored by `cfg.verifier` on prompts with `cfg.system_prompt`."""
     sample = make_sampler(policy, d, cfg.seed)
     kept, rejected, rates = [], [], []
     step = d.batch_size
@@ -80,6 +80,6 @@ def filter_stage_rows(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, in
     starts from (or `difficulty.policy`); writes the stage's own `grpo.jsonl`."""
     selection = stage.data.model_copy(update={"max_rows": None})  # max_rows counts kept rows, below
     rows = select_rows(list(read_jsonl(split_file(data_dir, "grpo"))), selection)
-    policy = recipe.data.difficulty.policy
+    policy = recipe.grpo.difficulty.policy
     policy = str(model_dir(init_dir)) if policy == "current" else policy
-    return filter_by_pass_rate(rows, recipe.data, policy, out_dir, max_rows=stage.data.max_rows)
+    return filter_by_pass_rate(rows, recipe.grpo.difficulty, recipe.data, policy, out_dir, max_rows=stage.data.max_rows)

@@ -1,6 +1,6 @@
 """How a GRPO stage of the recipe becomes TRL settings: presets, rewards, LoRA, vLLM.
 
-    fields = stage_trainer_fields(stage)        # preset fields < checkpoint_every < stage.trainer
+    fields = stage_trainer_fields(stage)        # preset < typed settings < checkpoint_every < stage.trainer
     specs = stage_rewards(stage, fields)        # the recipe's rewards (+ DAPO overlong shaping)
     kwargs, serve_cmd = vllm_settings(fields, model_path)
 
@@ -35,9 +35,10 @@ OVERLONG_BUFFER_FRACTION = 0.2
 
 
 def stage_trainer_fields(stage: GRPOStage) -> dict[str, Any]:
-    """GRPOConfig fields of a stage: the preset's, then checkpointing, then `trainer:` (wins)."""
-    return {**PRESETS[stage.preset][0], "save_strategy": "steps", "save_steps": stage.checkpoint_every,
-            **stage.trainer}
+    """GRPOConfig fields of a stage: the preset's, then the typed settings (learning_rate, ...),
+    then checkpointing, then `trainer:` (wins)."""
+    return {**PRESETS[stage.preset][0], **stage.typed_fields(), "save_strategy": "steps",
+            "save_steps": stage.checkpoint_every, **stage.trainer}
 
 
 def dynamic_sampling_for(stage: GRPOStage) -> DynamicSampling | None:
@@ -52,7 +53,7 @@ def stage_rewards(stage: GRPOStage, fields: dict[str, Any]) -> list[RewardSpec]:
     completion budget unless the stage already lists `soft_overlong_reward`."""
     specs = list(stage.rewards)
     if stage.preset == "dapo" and not any(s.name == "soft_overlong_reward" for s in specs):
-        budget = int(fields.get("max_completion_length", 512))  # TRL's default
+        budget = int(fields.get("max_completion_length", 512))  # TRL's default, when `fields` is not a stage's
         specs.append(RewardSpec(name="soft_overlong_reward", weight=1.0, params={
             "max_completion_len": budget, "soft_punish_cache": max(1, int(budget * OVERLONG_BUFFER_FRACTION))}))
     return specs

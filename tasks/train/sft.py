@@ -60,7 +60,7 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
         "prompt": prompt_messages(r, recipe.data.system_prompt),
         "completion": [{"role": "assistant", "content": r["completion"]}],
     } for r in rows])
-    args = SFTConfig(**{**trainer_defaults(recipe, out_dir), **recipe.sft.trainer})
+    args = SFTConfig(**{**trainer_defaults(recipe, out_dir), **recipe.sft.trainer_fields()})
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
     tag_distribution(trainer.accelerator, stage_run_id())
     last = last_checkpoint(args.output_dir)

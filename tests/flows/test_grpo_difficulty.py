@@ -15,7 +15,7 @@ def test_each_stage_trains_on_its_pass_rate_filtered_rows(prefect_server, tmp_pa
         f"tracking.runs_dir={tmp_path / 'runs'}",
         # the tiny model never answers right: pass rate 0 for every prompt, so a band that starts
         # at 0 keeps them all and one that starts above 0 would keep none
-        "data.difficulty={enabled: true, samples: 2, min_pass_rate: 0.0, max_new_tokens: 8, batch_size: 8}",
+        "grpo.difficulty={enabled: true, samples: 2, min_pass_rate: 0.0, max_new_tokens: 8, batch_size: 8}",
         "grpo.stages.0.data.max_rows=16"])
     [stage] = grpo_flow(recipe)
     difficulty = next((tmp_path / "runs" / "stages" / "difficulty-stage-1").iterdir())

@@ -3,7 +3,7 @@ import re
 import pytest
 
 from tasks.data.curate import curate, read_split
-from tasks.recipe import DataSection, RecipeError
+from tasks.recipe import DataSection, DifficultySection, RecipeError
 from tasks.recipe_checks import load_recipe, validate_recipe
 from tasks.train.difficulty import filter_by_pass_rate, filter_stage_rows
 from tests.conftest import CONFIGS
@@ -21,8 +21,7 @@ def test_pass_rate_band_keeps_prompts_with_signal(tmp_path, chat_server):
     url, requests = chat_server(_policy)
     rows = [{"id": f"r{a}", "question": f"Compute {a}+5.", "answer": str(a + 5), "task": "math", "metadata": {}}
             for a in range(3)]
-    cfg = DataSection(difficulty={"enabled": True, "samples": 4})
-    metrics = filter_by_pass_rate(rows, cfg, url, tmp_path)
+    metrics = filter_by_pass_rate(rows, DifficultySection(enabled=True, samples=4), DataSection(), url, tmp_path)
     assert read_split(tmp_path, "grpo") == [{**rows[1], "pass_rate": 0.5}]
     reasons = {r["id"]: (r["reason"], r["pass_rate"]) for r in read_split(tmp_path, "quarantine")}
     assert reasons == {"r0": ("too easy: pass rate 1.0 above max 0.9", 1.0),
@@ -33,7 +32,7 @@ def test_pass_rate_band_keeps_prompts_with_signal(tmp_path, chat_server):
 
 def test_grpo_step_filters_the_stage_rows_with_its_starting_checkpoint(tmp_path, tiny_model_dir):
     recipe = load_recipe(CONFIGS / "tiny.yaml", [
-        "data.difficulty={enabled: true, samples: 2, min_pass_rate: 0.0, max_new_tokens: 8, batch_size: 4}",
+        "grpo.difficulty={enabled: true, samples: 2, min_pass_rate: 0.0, max_new_tokens: 8, batch_size: 4}",
         "grpo.stages.0.data.max_rows=6"])
     stage, data = recipe.grpo.stages[0], tmp_path / "data"
     curate(recipe.data, data)
@@ -49,6 +48,6 @@ def test_grpo_step_filters_the_stage_rows_with_its_starting_checkpoint(tmp_path,
 
 def test_band_and_verifier_are_checked_before_compute():
     with pytest.raises(RecipeError, match=r"min_pass_rate \(0.8\) is above max_pass_rate \(0.2\)"):
-        validate_recipe({"data": {"difficulty": {"min_pass_rate": 0.8, "max_pass_rate": 0.2}}})
+        validate_recipe({"grpo": {"difficulty": {"min_pass_rate": 0.8, "max_pass_rate": 0.2}}})
     with pytest.raises(RecipeError, match="data.verifier: unknown verifier 'math_answr_reward'.*math_answer_reward"):
         validate_recipe({"data": {"verifier": "math_answr_reward"}})

@@ -121,6 +121,6 @@ def test_stage_problems_are_all_reported_before_compute():
 def test_the_validator_builds_the_config_the_preset_and_trainer_map_make(monkeypatch):
     import tasks.train.presets
 
-    monkeypatch.setitem(tasks.train.presets.PRESETS, "grpo", ({"num_generations": 3}, "test"))
-    with pytest.raises(RecipeError, match="grpo.stages.0.trainer: TRL GRPOConfig rejects.*num_generations"):
+    monkeypatch.setitem(tasks.train.presets.PRESETS, "grpo", ({"generation_batch_size": 12}, "test"))
+    with pytest.raises(RecipeError, match="grpo.stages.0.trainer: TRL GRPOConfig rejects.*generation_batch_size"):
         validate_recipe({"grpo": {"stages": [{"preset": "grpo", "trainer": {"per_device_train_batch_size": 8}}]}})
