@@ -9,6 +9,7 @@ from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from tasks.data.curate import curate, data_key, log_splits
 from tasks.data.decontaminate import benchmark_sources
 from tasks.recipe import Recipe
+from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, run_stage
 
 
@@ -30,7 +31,7 @@ def _counts(metrics: dict[str, float], prefix: str, suffix: str = "") -> list[di
 
 
 @flow(name="curate")
-def curate_flow(recipe: Recipe = Recipe(), parent_run_id: str | None = None) -> StageOutput:
+def curate_flow(recipe: Recipe = default_recipe(), parent_run_id: str | None = None) -> StageOutput:
     """Steps: read every source into canonical rows; quarantine unusable rows (unreadable, bad
     encoding, empty prompt, missing or unparseable gold answer, prompt over budget) with a
     reason; quarantine rows sharing a word n-gram with any evaluation benchmark; drop exact and

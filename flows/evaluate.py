@@ -30,6 +30,7 @@ from tasks.eval.evaluate import (
 from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.layout import split_file
 from tasks.recipe import Recipe
+from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
 
 
@@ -70,7 +71,7 @@ def _parent_run(recipe: Recipe, parent_run_id: str | None):
 
 
 @flow(name="evaluate")
-def evaluate_flow(recipe: Recipe = Recipe(), checkpoints: list[str] | None = None, data: str | None = None,
+def evaluate_flow(recipe: Recipe = default_recipe(), checkpoints: list[str] | None = None, data: str | None = None,
                   parent_run_id: str | None = None) -> list[dict]:
     """Steps: open an `evaluate` MLflow run unless a parent run is given; resolve the curated data
     (only when a benchmark is the held-out split); write every benchmark as an lm-eval task and

@@ -13,6 +13,7 @@ from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
 from tasks.layout import PLOTS_DIR
 from tasks.recipe import GRPOStage, Recipe
+from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.difficulty import difficulty_key, filter_stage_rows
 from tasks.train.grpo import grpo_key, run_grpo_stage
@@ -44,7 +45,7 @@ def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: Stage
 
 
 @flow(name="grpo")
-def grpo_flow(recipe: Recipe = Recipe(), data: str | None = None, init: str | None = None,
+def grpo_flow(recipe: Recipe = default_recipe(), data: str | None = None, init: str | None = None,
               parent_run_id: str | None = None) -> list[StageOutput]:
     """Steps: resolve the data and the starting checkpoint (stage directories or MLflow run
     ids; run the upstream flows if absent); train each GRPO stage in order with its verifier

@@ -16,6 +16,7 @@ from tasks.eval.evaluate import suite_key
 from tasks.eval.promote import evaluation_refs, promote_checkpoint
 from tasks.eval.report import headline_metrics
 from tasks.recipe import Recipe
+from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
 
 
@@ -44,7 +45,7 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
 
 
 @flow(name="pipeline")
-def pipeline_flow(recipe: Recipe = Recipe()) -> dict:
+def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
     """Steps: open the parent MLflow run (tagged with this flow run); curate; prepare the base
     model and run cold-start SFT; run every GRPO stage; evaluate the chosen checkpoints on every
     benchmark (those that need no curated data are loaded before training, so a broken one fails

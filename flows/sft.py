@@ -8,6 +8,7 @@ from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, prefect_tags
 from tasks.recipe import Recipe
+from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.sft import base_key, prepare_base_model, run_sft, sft_key
 
@@ -29,7 +30,7 @@ def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_i
 
 
 @flow(name="sft")
-def sft_flow(recipe: Recipe = Recipe(), data: str | None = None,
+def sft_flow(recipe: Recipe = default_recipe(), data: str | None = None,
              parent_run_id: str | None = None) -> list[StageOutput]:
     """Steps: resolve the curated data (a stage directory or MLflow run id; curate if absent);
     save the starting model (tokenizer trained on our data + decoder from scratch, or

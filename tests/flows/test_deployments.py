@@ -16,7 +16,7 @@ from prefect import flow
 
 from tasks.recipe import Recipe
 from tasks.tracking import StageOutput
-from tests.conftest import REPO
+from tests.conftest import CONFIGS, REPO
 
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
 GPU_TEMPLATE = REPO / "deployments" / "k8s" / "gpu-job-template.yaml"
@@ -194,3 +194,20 @@ def test_docs_explain_the_operations(spec):
     for needed in ("rlvr stack up", "rlvr stack down", "rlvr compare", "gpu-job-template.yaml",
                    spec["deployments"][0]["schedules"][0]["cron"], "on-training-completed", "accelerate"):
         assert needed in docs, needed
+
+
+def test_every_flow_defaults_to_the_embedded_default_recipe(spec):
+    """One default: the Prefect form (and `prefect deploy --all`) start from configs/default.yaml."""
+    import inspect
+
+    from prefect.utilities.callables import parameter_schema
+
+    from tasks.recipe_checks import load_recipe
+
+    embedded = load_recipe(CONFIGS / "default.yaml").model_dump(mode="json")
+    flows = {_flow(d["entrypoint"]) for d in spec["deployments"]}
+    with_recipe = [f for f in flows if "recipe" in inspect.signature(f.fn).parameters]
+    assert {f.name for f in with_recipe} >= STAGE_FLOWS
+    for flow in with_recipe:
+        assert inspect.signature(flow.fn).parameters["recipe"].default.model_dump(mode="json") == embedded, flow.name
+        assert parameter_schema(flow).model_dump()["properties"]["recipe"]["default"] == embedded, flow.name
