@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 HELDOUT = "heldout"
 _ROWS = pa.schema([(k, pa.string()) for k in
-                   ("id", "source", "task", "question", "messages", "metadata", "answer", "reasoning", "_invalid")])
+                   ("id", "source", "family", "question", "messages", "metadata", "answer", "reasoning", "_invalid")])
 _JSON_COLUMNS = ("messages", "metadata")
 _CHUNK = 5000
 _PARALLEL_FROM = 5000  # rows; below this, starting worker processes costs more than it saves
@@ -108,7 +108,7 @@ def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = N
         return "bad encoding: replacement characters in question"
     if not row.get("answer"):
         return "missing gold answer"
-    if row.get("task") == "math" and not gold_is_parseable(row["answer"]):
+    if row.get("family") == "math" and not gold_is_parseable(row["answer"]):
         return f"unparseable gold answer: the math verifier cannot read {row['answer'][:80]!r}"
     if prompt_tokens is not None and prompt_tokens > cfg.max_prompt_tokens:
         return f"prompt too long: {prompt_tokens} tokens > max_prompt_tokens {cfg.max_prompt_tokens}"

@@ -2,7 +2,7 @@
 
     for row in iter_source_rows(src, index=0, seed=0): ...
 
-Canonical row: {id, source, task, question, messages?, metadata, answer, reasoning}.
+Canonical row: {id, source, family, question, messages?, metadata, answer, reasoning}.
 `question` is the prompt text (the last user turn for chat sources, which also keep the
 turns up to it in `messages`); `answer` is the gold answer extracted from the source's
 answer column; `reasoning` a worked solution when the source has one (cold-start traces);
@@ -27,7 +27,7 @@ from tasks.data.synthetic import generate
 from tasks.recipe import Source
 from tasks.verifiers.math import extract_final_answer
 
-CANONICAL = ("id", "source", "task", "question", "messages", "answer", "reasoning")
+CANONICAL = ("id", "source", "family", "question", "messages", "answer", "reasoning")
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 _BATCH = 5000
@@ -169,7 +169,7 @@ def canonical_row(raw: dict, src: Source, default_id: str, label: str | None = N
     return {
         "id": str(r["id"]) if r.get("id") is not None else default_id,
         "source": str(r.get("source") or label or src.label),
-        "task": str(r.get("task") or src.task),
+        "family": str(r.get("family") or src.family),
         "question": question,
         "messages": messages,
         "metadata": metadata,

@@ -1,9 +1,9 @@
-"""Seeded generators of verifiable tasks, so the default pipeline needs no hub.
+"""Seeded generators of verifiable problems, so the default pipeline needs no hub.
 
 Example row of `arithmetic`:
 
     {"id": "arith-0-17", "question": "Compute 12+7-5.", "answer": "14",
-     "reasoning": "12+7=19\n19-5=14", "task": "math", "source": "synthetic:arithmetic"}
+     "reasoning": "12+7=19\n19-5=14", "family": "math", "source": "synthetic:arithmetic"}
 
 `reasoning` is a correct worked solution, used to build the cold-start SFT set; GRPO and
 evaluation only read `question` and `answer`.
@@ -48,7 +48,7 @@ def arithmetic(n: int, seed: int, min_operands: int = 2, max_operands: int = 3,
             "question": f"Compute {expr}.",
             "answer": str(total),
             "reasoning": "" if rng.random() < terse_fraction else "\n".join(steps),
-            "task": "math",
+            "family": "math",
             "source": "synthetic:arithmetic",
         })
     return rows

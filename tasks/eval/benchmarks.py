@@ -225,7 +225,7 @@ def write_benchmark(bench: Benchmark, cfg: EvaluationSection, root: Path, heldou
     columns = _columns(bench)
     until = None
     if bench.kind == "lm_eval":
-        task = bench.task or bench.name
+        task = bench.lm_eval or bench.name
         entry = find_task(task)
         if entry is None:
             raise BenchmarkError(_unknown_task(task))

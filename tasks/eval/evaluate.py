@@ -50,7 +50,7 @@ def suite_key(cfg: EvaluationSection, data_key: str | None, system_prompt: str |
 
 def _local_files(bench) -> list[str]:
     """The files a benchmark reads besides the curated data: its rows, data files, task YAML."""
-    task_yaml = [bench.task] if bench.task and bench.task.endswith((".yaml", ".yml")) else []
+    task_yaml = [bench.lm_eval] if bench.lm_eval and bench.lm_eval.endswith((".yaml", ".yml")) else []
     return ([bench.path] if bench.path else []) + sorted(bench.data_files.values()) + task_yaml
 
 

@@ -20,10 +20,11 @@ class Source(Section):
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the generator.")
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column <- source column, e.g. {question: problem}. "
-                                          "Canonical: id, question (or messages), answer, reasoning, task, source.")
+                                          "Canonical: id, question (or messages), answer, reasoning, family, source.")
     answer_format: Literal["plain", "gsm8k", "boxed"] = Field(
         "plain", description="How the gold answer is written in the source's answer column.")
-    task: str = Field("math", description="Task type of rows without a `task` column (which verifier applies).")
+    family: str = Field("math", description="Task family of rows without a `family` column (math, code, ...: "
+                                             "which verifiers apply).")
     config: str | None = Field(None, description="hf: the dataset configuration (subset) name.")
     split: str = Field("train", description="hf: the split to read.")
     streaming: bool = Field(False, description="hf: iterate the dataset without downloading it whole first.")

@@ -14,15 +14,15 @@ HELDOUT = "heldout"
 class Benchmark(Section):
     """One benchmark; its metrics are logged as `<name>/<metric>`. The fields given pick the kind:
     `{name: heldout}` is the curated held-out split; with `path`, a project benchmark from any jsonl
-    of questions and answers; otherwise an lm-eval task (`task`, default `name`) with its dataset
+    of questions and answers; otherwise an lm-eval benchmark (`lm_eval`, default `name`) with its dataset
     from the hub or, with `data_files`, from local files. Held-out and jsonl benchmarks, and lm-eval
-    tasks given a `verifier`, are scored by our verifier on k samples per prompt (pass_at_1,
-    pass_at_k, no_answer); other lm-eval tasks keep their own prompt, filters and metrics."""
+    benchmarks given a `verifier`, are scored by our verifier on k samples per prompt (pass_at_1,
+    pass_at_k, no_answer); other lm-eval benchmarks keep their own prompt, filters and metrics."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
-                      description="Metric prefix and lm-eval task name of this benchmark.")
-    task: str | None = Field(None, description="lm-eval task to run: a registered name or a task YAML file. "
-                                               "Empty: `name`.")
+                      description="Metric prefix of this benchmark (and the name of the lm-eval task written for it).")
+    lm_eval: str | None = Field(None, description="lm-eval benchmark to run: a registered name (lm-eval calls it a "
+                                                  "task) or a task YAML file. Empty: `name`.")
     data_files: dict[str, str] = Field(
         default_factory=dict, description="Split -> local json/jsonl file replacing the lm-eval task's dataset, "
                                           "e.g. {train: .../train.jsonl, test: .../test.jsonl}.")
@@ -48,7 +48,7 @@ class Benchmark(Section):
     def kind(self) -> Literal["heldout", "jsonl", "lm_eval"]:
         if self.path:
             return "jsonl"
-        return "heldout" if self.name == HELDOUT and not self.task else "lm_eval"
+        return "heldout" if self.name == HELDOUT and not self.lm_eval else "lm_eval"
 
     @property
     def scored_by_verifier(self) -> bool:
@@ -56,10 +56,10 @@ class Benchmark(Section):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self):
-        if self.path and (self.task or self.data_files):
-            raise ValueError("a benchmark reads either `path` (a project jsonl) or an lm-eval `task` "
+        if self.path and (self.lm_eval or self.data_files):
+            raise ValueError("a benchmark reads either `path` (a project jsonl) or an `lm_eval` benchmark "
                              "(with optional `data_files`), not both")
-        if self.name == HELDOUT and (self.path or self.data_files or self.task):
+        if self.name == HELDOUT and (self.path or self.data_files or self.lm_eval):
             raise ValueError("`heldout` is the curated held-out split; give a benchmark with its own data "
                              "another name")
         if self.kind != "lm_eval" and self.num_fewshot:

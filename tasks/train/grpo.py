@@ -38,7 +38,7 @@ from tasks.verifiers import build_reward
 log = logging.getLogger(__name__)
 
 # Canonical columns GRPO passes to the rewards; `prompt` is built from `question`.
-REWARD_COLUMNS = ("id", "answer", "task")
+REWARD_COLUMNS = ("id", "answer", "family")
 
 
 def grpo_key(recipe: Recipe, index: int, data_key: str, init_key: str) -> str:

@@ -143,7 +143,7 @@ def read_trips(stage_dir: str | Path) -> list[dict]:
 def score_canary(trainer, rows: list[dict], prompts: list, reward, max_new_tokens: int) -> float:
     """Greedy accuracy of the policy on the canary rows, scored by `reward` (None counts as 0)."""
     texts = trainer.greedy_completions(prompts, max_new_tokens)
-    columns = {c: [r.get(c) for r in rows] for c in ("answer", "id", "task")}
+    columns = {c: [r.get(c) for r in rows] for c in ("answer", "id", "family")}
     scores = reward(prompts=prompts, completions=texts, **columns)
     return sum(float(s or 0.0) for s in scores) / max(len(scores), 1)
 

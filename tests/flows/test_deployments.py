@@ -208,6 +208,6 @@ def test_every_flow_defaults_to_the_embedded_default_recipe(spec):
     flows = {_flow(d["entrypoint"]) for d in spec["deployments"]}
     with_recipe = [f for f in flows if "recipe" in inspect.signature(f.fn).parameters]
     assert {f.name for f in with_recipe} >= STAGE_FLOWS
-    for flow in with_recipe:
-        assert inspect.signature(flow.fn).parameters["recipe"].default.model_dump(mode="json") == embedded, flow.name
-        assert parameter_schema(flow).model_dump()["properties"]["recipe"]["default"] == embedded, flow.name
+    for f in with_recipe:
+        assert inspect.signature(f.fn).parameters["recipe"].default.model_dump(mode="json") == embedded, f.name
+        assert parameter_schema(f).model_dump()["properties"]["recipe"]["default"] == embedded, f.name

@@ -74,7 +74,7 @@ def test_evaluation_benchmarks_local_files_are_decontaminated_against(tmp_path):
     mine.write_text(json.dumps({"problem": "p", "answer": "1"}) + "\n")
     recipe = Recipe.model_validate({"evaluation": {"benchmarks": [
         {"name": "heldout"},
-        {"name": "gsm8k_local", "task": "gsm8k",
+        {"name": "gsm8k_local", "lm_eval": "gsm8k",
          "data_files": {"train": str(GSM8K / "train.jsonl"), "test": str(GSM8K / "test.jsonl")}},
         {"name": "mine", "path": str(mine), "columns": {"question": "problem"}}]}})
     sources = benchmark_sources(recipe)

@@ -34,7 +34,7 @@ def test_parquet_and_csv_sources_map_columns_into_the_canonical_schema(tmp_path)
 
 def test_chat_sources_keep_their_turns_up_to_the_last_user_turn(tmp_path):
     row = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Compute 2+3."},
-                        {"role": "assistant", "content": "5"}], "answer": "5", "task": "math"}
+                        {"role": "assistant", "content": "5"}], "answer": "5", "family": "math"}
     (tmp_path / "chat.jsonl").write_text(json.dumps(row) + "\n")
     [r] = iter_source_rows(Source(kind="jsonl", name=str(tmp_path / "chat.jsonl")), 0, 0)
     assert r["question"] == "Compute 2+3." and r["messages"] == row["messages"][:2]

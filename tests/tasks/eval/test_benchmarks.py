@@ -12,7 +12,7 @@ from tasks.recipe import Benchmark, EvaluationSection, RecipeError
 from tasks.recipe_checks import validate_recipe
 from tests.conftest import GSM8K
 
-GSM8K_LOCAL = {"name": "gsm8k_local", "task": "gsm8k", "num_fewshot": 0,
+GSM8K_LOCAL = {"name": "gsm8k_local", "lm_eval": "gsm8k", "num_fewshot": 0,
                "data_files": {"train": str(GSM8K / "train.jsonl"), "test": str(GSM8K / "test.jsonl")}}
 
 
@@ -97,8 +97,8 @@ def test_validation_catches_missing_files_splits_columns_and_rejected_yaml(tmp_p
     msg = _problems(tmp_path, benchmarks=[
         {"name": "heldout"},
         {"name": "ood", "path": str(tmp_path / "missing.jsonl")},
-        {"name": "g", "task": "gsm8k", "data_files": {"train": str(GSM8K / "train.jsonl")}},
-        {"name": "mine", "task": str(bad_yaml)},
+        {"name": "g", "lm_eval": "gsm8k", "data_files": {"train": str(GSM8K / "train.jsonl")}},
+        {"name": "mine", "lm_eval": str(bad_yaml)},
         {"name": "cols", "path": str(rows)},
     ])
     assert "(ood): jsonl: file not found" in msg and "missing.jsonl" in msg
@@ -116,7 +116,7 @@ def test_validation_checks_primary_metric_against_what_the_benchmark_reports(tmp
 
 
 @pytest.mark.parametrize("spec, expected", [
-    ({"name": "x", "path": "/a.jsonl", "task": "gsm8k"}, "not both"),
+    ({"name": "x", "path": "/a.jsonl", "lm_eval": "gsm8k"}, "not both"),
     ({"name": "heldout", "path": "/a.jsonl"}, "curated held-out split"),
     ({"name": "gsm8k", "samples": 4}, "set `verifier:` for k samples"),
     ({"name": "x", "path": "/a.jsonl", "temperature": 0, "samples": 2}, "greedy"),

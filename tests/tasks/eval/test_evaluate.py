@@ -67,7 +67,7 @@ def two_benchmarks(tmp_path_factory):
         "samples": 2, "max_new_tokens": 8, "batch_size": 8, "limit": 3, "seed": 11,
         "primary_metric": "arith/pass_at_1",
         "benchmarks": [{"name": "arith", "path": str(rows)},
-                       {"name": "gsm8k_local", "task": "gsm8k", "num_fewshot": 0, "max_new_tokens": 8, "limit": 2,
+                       {"name": "gsm8k_local", "lm_eval": "gsm8k", "num_fewshot": 0, "max_new_tokens": 8, "limit": 2,
                         "data_files": {"train": str(GSM8K / "train.jsonl"), "test": str(GSM8K / "test.jsonl")}}]})
     return cfg, write_benchmarks(cfg, root / "yaml")
 

@@ -19,7 +19,7 @@ def _policy(question, n):
 
 def test_pass_rate_band_keeps_prompts_with_signal(tmp_path, chat_server):
     url, requests = chat_server(_policy)
-    rows = [{"id": f"r{a}", "question": f"Compute {a}+5.", "answer": str(a + 5), "task": "math", "metadata": {}}
+    rows = [{"id": f"r{a}", "question": f"Compute {a}+5.", "answer": str(a + 5), "family": "math", "metadata": {}}
             for a in range(3)]
     metrics = filter_by_pass_rate(rows, DifficultySection(enabled=True, samples=4), DataSection(), url, tmp_path)
     assert read_split(tmp_path, "grpo") == [{**rows[1], "pass_rate": 0.5}]

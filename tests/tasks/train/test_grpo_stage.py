@@ -26,10 +26,10 @@ class KillAt(TrainerCallback):
 
 
 def test_select_rows_and_the_canary_slice():
-    rows = [{"id": str(i), "task": "math" if i % 2 else "code", "metadata": {"level": i}} for i in range(20)]
-    picked = select_rows(rows, StageData(where={"task": "math", "metadata.level": {"min": 5, "max": 15}}, max_rows=4))
+    rows = [{"id": str(i), "family": "math" if i % 2 else "code", "metadata": {"level": i}} for i in range(20)]
+    picked = select_rows(rows, StageData(where={"family": "math", "metadata.level": {"min": 5, "max": 15}}, max_rows=4))
     assert [r["id"] for r in picked] == ["5", "7", "9", "11"]
-    assert select_rows(rows, StageData(where={"task": ["code"]}))[-1]["id"] == "18"
+    assert select_rows(rows, StageData(where={"family": ["code"]}))[-1]["id"] == "18"
     train, canary = split_canary(rows, GRPOStage.model_validate({"monitors": {"reward_hacking": {"rows": 3}}}))
     assert len(train) == 17 and [r["id"] for r in canary] == ["17", "18", "19"]
     train, canary = split_canary(rows, GRPOStage.model_validate({"monitors": {"reward_hacking": {"rows": 30}}}))
