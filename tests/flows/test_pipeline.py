@@ -44,7 +44,7 @@ def test_trainer_metrics_datasets_and_artifacts_are_tracked(first_run):
     client = MlflowClient()
     children = _children(summary["parent_run_id"])
     sft = client.get_run(children["sft"]["run_id"])
-    assert "train_loss" in sft.data.metrics and "sft.trainer.learning_rate" in sft.data.params
+    assert "train_loss" in sft.data.metrics and "sft.learning_rate" in sft.data.params
     grpo = client.get_run(children["grpo-stage-1"]["run_id"])
     assert "reward" in grpo.data.metrics and "rewards/math_answer_reward/mean" in grpo.data.metrics
     data = client.get_run(children["data"]["run_id"])
