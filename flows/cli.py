@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from tasks.recipe import RecipeError, load_recipe
-from tasks.tracking import set_offline_env
+from tasks.tracking import set_embedded_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(recipe.model_dump_json(indent=2))
         print(f"{args.recipe}: valid", file=sys.stderr)
         return 0
-    set_offline_env()
+    set_embedded_env()
     from flows.pipeline import pipeline_flow
 
     summary = pipeline_flow(recipe)

@@ -154,7 +154,9 @@ def worker_env(run_id: str | None, tracking_uri: str | None, base: Mapping[str, 
     from tasks.tracking import OFFLINE_ENV
 
     base = os.environ if base is None else base
-    env = {**OFFLINE_ENV, **base, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
+    # One thread per rank, as torchrun does, unless the user chose a count: ranks share the cores.
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if base.get(k) in (None, CPU_MATH_ENV[k])}
+    env = {**OFFLINE_ENV, **base, **threads, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH")) if p)}
     if run_id:
         env["MLFLOW_RUN_ID"] = run_id

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from tasks.launch import METRICS_FILE
     from tasks.recipe import Recipe
-    from tasks.tracking import set_offline_env
+    from tasks.tracking import set_embedded_env
 
-    set_offline_env()
+    set_embedded_env()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     print(f"[worker rank {rank} of {world}] {args.kind} {args.stage or ''}", flush=True)
     recipe = Recipe.model_validate_json(Path(args.recipe).read_text())
