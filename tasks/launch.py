@@ -151,6 +151,7 @@ def main_process_ip(launcher) -> str:
 def worker_env(run_id: str | None, tracking_uri: str | None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The workers' environment: `base` (default: this process's) over the offline defaults, with
     the launcher's settings on top."""
+    from tasks.reproducibility import CPU_MATH_ENV
     from tasks.tracking import OFFLINE_ENV
 
     base = os.environ if base is None else base
