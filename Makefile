@@ -1,34 +1,60 @@
 # The two commands of the README: `make demo` (install + default pipeline), `make test` (install + tests).
+# Both install the locked versions (requirements.lock) into .venv, so every machine runs the same packages.
 PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := requirements.lock
+GPU_LOCK := requirements-gpu.lock
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install e2e-deps demo test test-fast lint
+.PHONY: install sys-deps demo test test-fast lock lint
 
-install:
-	$(PY) -m pip install -q -e '.[dev]'
+install: $(VENV)/.installed
+
+# Exact versions from the lock, then the project itself without resolving anything again;
+# --no-build-isolation builds it with the locked setuptools instead of fetching the newest.
+$(VENV)/.installed: $(LOCK) pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	touch $@
 
 demo: install
-	rlvr run configs/default.yaml
+	$(BIN)/rlvr run configs/default.yaml
 
-test: install e2e-deps
-	$(PY) -m pytest -q -ra
+test: install sys-deps
+	$(BIN)/python -m pytest -q -ra
 
-# The browser test drives Debian's chromium through Playwright's Python API (never
-# `playwright install`). Installed when missing; skipped, saying why, only where apt can't run.
-APT_CHROMIUM = DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
-	|| (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)
-e2e-deps:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+test-fast: install  # unit tier only: no tiny-model pipeline runs
+	$(BIN)/python -m pytest -q -m "not integration and not e2e"
+
+# Regenerate the locks after changing pyproject.toml (existing pins are kept where still allowed;
+# `make lock UPGRADE=--upgrade` moves everything to the newest allowed). The GPU lock is held to
+# the CPU pins except the few vLLM pins itself (torch, numpy, setuptools; tests/test_locks.py).
+COMPILE = $(BIN)/pip-compile -q --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links $(UPGRADE)
+lock: install
+	$(COMPILE) --extra dev -o $(LOCK) pyproject.toml
+	grep -vE '^(torch|numpy|setuptools)==' $(LOCK) > $(VENV)/cpu-pins.txt
+	$(COMPILE) --extra dev --extra gpu -c $(VENV)/cpu-pins.txt -o $(GPU_LOCK) pyproject.toml
+
+# System packages the tests use for real: Debian's chromium (the browser test, driven through
+# Playwright's Python API, never `playwright install`) and bubblewrap (the code sandbox's
+# default isolation). Installed with apt when missing; where apt cannot run, say so and stop.
+SYS_PKGS = $(if $(shell command -v chromium),,chromium) $(if $(shell command -v bwrap),,bubblewrap)
+APT = DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+sys-deps:
+	@if [ -z "$(strip $(SYS_PKGS))" ]; then :; \
 	elif ! command -v apt-get >/dev/null 2>&1; then \
-		echo "e2e-deps: no apt-get on this machine, so no chromium: the browser test will be skipped"; \
-	elif [ "$$(id -u)" = 0 ]; then echo "e2e-deps: apt-get install chromium"; $(APT_CHROMIUM); \
-	elif sudo -n true 2>/dev/null; then echo "e2e-deps: sudo apt-get install chromium"; sudo sh -c '$(APT_CHROMIUM)'; \
-	else echo "e2e-deps: not root and no passwordless sudo, so no chromium: the browser test will be skipped"; fi
+		echo "sys-deps: no apt-get here; install $(SYS_PKGS) with your package manager, then run make test again"; exit 2; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo"; else \
+			echo "sys-deps: need root or passwordless sudo to apt-get install $(SYS_PKGS)"; exit 2; fi; \
+		echo "sys-deps: apt-get install $(SYS_PKGS)"; \
+		$$SUDO sh -c '$(APT) $(SYS_PKGS) >/dev/null 2>&1 || { apt-get update -q >/dev/null && $(APT) $(SYS_PKGS) >/dev/null; }'; \
+	fi
 
-test-fast:  # unit tier only: no tiny-model pipeline runs
-	$(PY) -m pytest -q -m "not integration and not e2e"
-
-lint:  # ruff's rules and their reasons: [tool.ruff] in pyproject.toml
-	$(PY) -m ruff check .
+lint: install  # ruff's rules and their reasons: [tool.ruff] in pyproject.toml
+	$(BIN)/python -m ruff check .

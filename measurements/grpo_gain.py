@@ -10,18 +10,25 @@ accuracy of those that reason.
 
     python measurements/grpo_gain.py                       # seeds 0 1 2, configs/default.yaml
     python measurements/grpo_gain.py --seeds 0 --set grpo.stages.0.max_steps=50
+    python measurements/grpo_gain.py --readme README.md     # rewrite the README's table from this run
+
+The table names the commit, the lock file's digest and the CPU that produced it, so the
+README's numbers are a run's output, never a hand copy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import time
 from pathlib import Path
 
 from tasks.data.cold_start import reasoning_of
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import set_offline_env
+from tasks.reproducibility import provenance
+from tasks.tracking import set_embedded_env
 from tasks.verifiers import REWARDS
 
 
@@ -39,6 +46,40 @@ def reasoning_split(eval_dir: str) -> dict[str, float]:
     return {"skips_reasoning": skipped / (skipped + reasoned), "reasoned_accuracy": reasoned_right / max(reasoned, 1)}
 
 
+README_BEGIN, README_END = "<!-- grpo-gain table: begin -->", "<!-- grpo-gain table: end -->"
+
+
+def produced_by(recipe_path: str) -> str:
+    """One line naming what made the numbers: commit, lock digest, CPU, threads."""
+    repo = Path(__file__).resolve().parents[1]
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True, text=True)
+    tags = provenance(seed=0)
+    return (f"`python measurements/grpo_gain.py` on `{recipe_path}`, commit `{git.stdout.strip() or 'unknown'}`, "
+            f"requirements.lock `{tags['repro.lock_sha256']}`, {tags['repro.cpu_model']} "
+            f"({tags['repro.cpu_capability']} kernels, {tags['repro.threads']} threads), {time.strftime('%Y-%m-%d')}")
+
+
+def markdown_table(results: list[dict], metric: str, source: str) -> str:
+    """The per-seed table the README shows, numbers to 4 decimals."""
+    rows = ["| seed | SFT pass@1 | GRPO pass@1 | gain (points) | answer-only completions SFT → GRPO "
+            "| accuracy when it reasons SFT → GRPO | wall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        rows.append(f"| {r['seed']} | {r['sft']:.4f} | {r['grpo']:.4f} | {100 * r['gain']:+.2f} "
+                    f"| {r['sft_skips_reasoning']:.1%} → {r['grpo_skips_reasoning']:.1%} "
+                    f"| {r['sft_reasoned_accuracy']:.4f} → {r['grpo_reasoned_accuracy']:.4f} | {r['wall_s']} s |")
+    mean = 100 * sum(r["gain"] for r in results) / len(results)
+    return "\n".join([*rows, "", f"Mean gain **{mean:+.2f} points** ({metric}, {len(results)} seeds). "
+                                  f"Produced by {source}."])
+
+
+def write_readme_table(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_BEGIN} ... {README_END} section to rewrite")
+    pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{table}\n{README_END}", text))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="configs/default.yaml")
@@ -46,8 +87,9 @@ def main() -> None:
     p.add_argument("--runs-dir", default="runs/bench-grpo-gain")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--json", help="write the per-seed numbers here")
+    p.add_argument("--readme", help="rewrite this file's grpo-gain table section with the results")
     args = p.parse_args()
-    set_offline_env()
+    set_embedded_env()
     from flows.pipeline import pipeline_flow
 
     results = []
@@ -75,8 +117,12 @@ def main() -> None:
               f"   {r['sft_reasoned_accuracy']:20.3f} -> {r['grpo_reasoned_accuracy']:.3f}")
     mean_gain = sum(r["gain"] for r in results) / len(results)
     print(f"mean gain over {len(results)} seeds: {100 * mean_gain:+.1f} points")
+    table = markdown_table(results, metric, produced_by(args.recipe))
+    print("\n" + table)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "mean_gain": mean_gain}, indent=2))
+    if args.readme:
+        write_readme_table(Path(args.readme), table)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, model_dir, stage_path
 from tasks.recipe import Recipe, TrackingSection
+from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ OFFLINE_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
 }
+# What every process of an embedded run starts with: offline, and the same CPU math everywhere.
+EMBEDDED_ENV = {**OFFLINE_ENV, **CPU_MATH_ENV}
 
 
 class StageOutput(BaseModel):
@@ -47,10 +50,11 @@ class StageOutput(BaseModel):
     cached: bool = False
 
 
-def set_offline_env() -> None:
-    """Embedded mode: nothing may reach a hub; user-set values win."""
+def set_embedded_env() -> None:
+    """Embedded mode: nothing may reach a hub, CPU math is pinned; user-set values win."""
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
+    pin_cpu_math()
 
 
 def tracking_uri(cfg: TrackingSection) -> str:
@@ -63,7 +67,7 @@ def configure_tracking(cfg: TrackingSection) -> str:
     """Point MLflow at the recipe's store and experiment; returns the experiment id."""
     import mlflow
 
-    set_offline_env()
+    set_embedded_env()
     Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri(cfg))
     exp = mlflow.get_experiment_by_name(cfg.experiment)
@@ -134,7 +138,6 @@ def run_stage(
     (unless `tracking.log_checkpoints` is off).
     """
     import mlflow
-    from transformers import set_seed
 
     out_dir = stage_dir(recipe, stage, key)
     if is_finished(out_dir):
@@ -142,8 +145,8 @@ def run_stage(
         log.info("%s: reusing finished outputs %s (MLflow run %s)", stage, out_dir, cached.run_id)
         return cached
     out_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(recipe.seed)
-    run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **(tags or {})}
+    seed_and_pin(recipe.seed)
+    run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **provenance(recipe.seed), **(tags or {})}
     resume_id = _unfinished_run(out_dir)
     with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else stage,
                           parent_run_id=None if resume_id else parent_run_id,

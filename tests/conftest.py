@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.tracking import OFFLINE_ENV
+from tasks.tracking import EMBEDDED_ENV
 
-for _k, _v in OFFLINE_ENV.items():
+for _k, _v in EMBEDDED_ENV.items():
     os.environ.setdefault(_k, _v)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 

@@ -17,7 +17,7 @@ from tasks.eval.compare import compare_url, comparison_table, format_table, pipe
 from tasks.ops.stack import Stack, StackError, describe, run_until_stopped
 from tasks.recipe import RecipeError
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import set_offline_env, tracking_uri
+from tasks.tracking import set_embedded_env, tracking_uri
 from tasks.verifiers import build_reward
 from tasks.verifiers.report import format_report, join_completions, verify_completions
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(recipe.model_dump_json(indent=2))
         print(f"{args.recipe}: valid", file=sys.stderr)
         return 0
-    set_offline_env()
+    set_embedded_env()
     from flows.pipeline import pipeline_flow
 
     summary = pipeline_flow(recipe)

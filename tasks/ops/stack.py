@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from tasks.recipe import Recipe
-from tasks.tracking import OFFLINE_ENV, tracking_uri
+from tasks.tracking import EMBEDDED_ENV, tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
@@ -93,7 +93,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.id = uuid.uuid4().hex
         self.env = {
-            **os.environ, **OFFLINE_ENV,
+            **os.environ, **EMBEDDED_ENV,
             "RLVR_STACK_ID": self.id,
             "PREFECT_HOME": str(self.state_dir / "prefect"),
             "PREFECT_API_URL": f"{self.prefect_url}/api",

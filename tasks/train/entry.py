@@ -17,7 +17,7 @@ from pathlib import Path
 from tasks.layout import METRICS_FILE
 from tasks.progress import trainer_progress
 from tasks.recipe import Recipe
-from tasks.tracking import set_offline_env
+from tasks.tracking import set_embedded_env
 from tasks.train.grpo import run_grpo_stage
 from tasks.train.sft import run_sft
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    set_offline_env()
+    set_embedded_env()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     print(f"[worker rank {rank} of {world}] {args.kind} {args.stage or ''}", flush=True)
     recipe = Recipe.model_validate_json(Path(args.recipe).read_text())

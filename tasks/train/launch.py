@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks.layout import METRICS_FILE
+from tasks.reproducibility import CPU_MATH_ENV
 from tasks.tracking import OFFLINE_ENV
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,9 @@ def worker_env(run_id: str | None, tracking_uri: str | None, base: Mapping[str, 
     """The workers' environment: `base` (default: this process's) over the offline defaults, with
     the launcher's settings on top."""
     base = os.environ if base is None else base
-    env = {**OFFLINE_ENV, **base, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
+    # One thread per rank, as torchrun does, unless the user chose a count: ranks share the cores.
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if base.get(k) in (None, CPU_MATH_ENV[k])}
+    env = {**OFFLINE_ENV, **base, **threads, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH")) if p)}
     if run_id:
         env["MLFLOW_RUN_ID"] = run_id

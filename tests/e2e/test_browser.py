@@ -9,6 +9,7 @@ Headless Chromium from Debian's packages, driven by Playwright's Python API with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,10 +22,11 @@ import threading
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import CONFIGS, REPO
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 CHROMIUM = shutil.which("chromium")
 SHOTS = REPO / "test-artifacts" / "browser"
@@ -83,10 +85,23 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request):
+    """A page that records console errors and failed requests; a failing test leaves a
+    screenshot and that record in test-artifacts/browser/FAILED-<test>.*, so it explains itself."""
     page = browser.new_page(viewport={"width": 1440, "height": 960})
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(90_000)  # a cold, loaded machine renders slowly
+    problems: list[str] = []
+    page.on("console", lambda m: m.type in ("error", "warning") and problems.append(f"console {m.type}: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.method} {r.url} {r.failure}"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.request.method} {r.url}"))
     yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        stem = SHOTS / f"FAILED-{request.node.name}"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=f"{stem}.png", full_page=True)
+        stem.with_suffix(".txt").write_text(f"url: {page.url}\n" + "\n".join(problems) + "\n")
     page.close()
 
 
@@ -95,19 +110,40 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def _flow_run_state(api: str, run_id: str) -> str:
+def _client(stack):
     from prefect.client.orchestration import SyncPrefectClient
 
-    with SyncPrefectClient(api) as client:
-        return client.read_flow_run(run_id).state.name
+    return SyncPrefectClient(f"{stack['prefect']}/api")
 
 
-def _wait_for_final_state(api: str, run_id: str, timeout_s: float = 400) -> str:
+def _pipeline_runs(stack, recipe_name: str) -> list:
+    """Flow runs of the pipeline deployment whose recipe has this name, any state (Scheduled too:
+    a run created from the form stays Scheduled until the worker's next poll)."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with _client(stack) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["pipeline"])))
+    return [r for r in runs if (r.parameters.get("recipe") or {}).get("name", "tiny") == recipe_name]
+
+
+def _wait_for_new_run(stack, recipe_name: str, before: set, timeout_s: float = 240):
     deadline = time.monotonic() + timeout_s
-    while (state := _flow_run_state(api, run_id)) not in ("Completed", "Failed", "Crashed", "Cancelled"):
-        assert time.monotonic() < deadline, f"flow run {run_id} still {state} after {timeout_s} s"
+    while not (new := [r for r in _pipeline_runs(stack, recipe_name) if r.id not in before]):
+        assert time.monotonic() < deadline, f"no {recipe_name!r} flow run was created within {timeout_s} s"
         time.sleep(2)
-    return state
+    return new[0]
+
+
+def _wait_for_final_state(stack, run_id, timeout_s: float = 900) -> str:
+    """The worker picks the run up (Scheduled -> Pending -> Running) and the pipeline finishes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with _client(stack) as client:
+            state = client.read_flow_run(run_id).state
+        if state.is_final():
+            return state.name
+        assert time.monotonic() < deadline, f"flow run {run_id} still {state.name} after {timeout_s} s"
+        time.sleep(3)
 
 
 def test_pipeline_runs_from_the_deployment_form(stack, page):
@@ -129,16 +165,28 @@ def test_pipeline_runs_from_the_deployment_form(stack, page):
     page.get_by_text("Use JSON input").click()
     recipe = {**stack["recipe"], "name": "tiny-ui"}
     editor = page.locator("textarea.p-code-input__textarea")
-    editor.fill(json.dumps({"recipe": recipe}, indent=2))
+    text = json.dumps({"recipe": recipe}, indent=2)
+    editor.fill(text)
+    page.wait_for_function("t => document.querySelector('textarea.p-code-input__textarea').value === t", arg=text)
     editor.press("Control+Home")  # back to the top, where the name is
     shot(page, "03-parameters-json")
-    page.get_by_role("button", name="Submit").click()
-    new_run = page.locator("a[href*='/runs/flow-run/']").first  # back on the deployment, its new run
-    run_id = new_run.get_attribute("href").rstrip("/").rsplit("/", 1)[-1]
-    new_run.click()
-    page.wait_for_url(f"**/runs/flow-run/{run_id}**")
+    before = {r.id for r in _pipeline_runs(stack, "tiny-ui")}
+    submit = page.get_by_role("button", name="Submit")
+    expect(submit).to_be_enabled()
+    submit.click()
+    # What the form created, read from the API. A click a loaded machine's page swallowed leaves
+    # the form up with no new run: click again, as a person would.
+    for _ in range(2):
+        with contextlib.suppress(AssertionError):
+            flow_run = _wait_for_new_run(stack, "tiny-ui", before, timeout_s=90)
+            break
+        if submit.is_visible():
+            submit.click()
+    else:
+        flow_run = _wait_for_new_run(stack, "tiny-ui", before, timeout_s=180)
+    page.goto(f"{stack['prefect']}/runs/flow-run/{flow_run.id}")
 
-    state = _wait_for_final_state(f"{stack['prefect']}/api", run_id)
+    state = _wait_for_final_state(stack, flow_run.id)
     page.reload()
     page.get_by_text("Completed").first.wait_for()
     shot(page, "04-flow-run-completed")
@@ -196,11 +244,11 @@ def test_compare_two_pipeline_runs_in_cli_and_mlflow(stack, page):
     page.goto(f"{stack['prefect']}/deployments")
     page.locator("tr", has_text="pipeline").get_by_role("link", name="local").click()
     page.get_by_role("button", name="Run", exact=True).click()
+    before = {r.id for r in _pipeline_runs(stack, "tiny")}
     page.get_by_text("Quick run").click()
-    deadline = time.monotonic() + 300
-    while "pipeline-tiny" not in (runs := _mlflow_runs(stack)) or runs["pipeline-tiny"].info.status != "FINISHED":
-        assert time.monotonic() < deadline, "the quick run did not finish"
-        time.sleep(2)
+    quick = _wait_for_new_run(stack, "tiny", before)
+    assert _wait_for_final_state(stack, quick.id) == "Completed", "".join(stack["lines"][-40:])
+    assert _mlflow_runs(stack)["pipeline-tiny"].info.status == "FINISHED"
 
     out = SHOTS / "compare.png"
     result = subprocess.run([sys.executable, "-m", "tasks.ops.cli", "compare", "--recipe", str(CONFIGS / "tiny.yaml"),

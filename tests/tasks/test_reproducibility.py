@@ -1,0 +1,62 @@
+"""Same recipe + seed -> the same numbers: two fresh processes, two fresh run directories, one of
+them confined to a single core (as on a smaller host), must log identical metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+from tasks.reproducibility import CPU_MATH_ENV, LOCK_FILE, provenance
+from tests.conftest import CONFIGS, REPO
+
+# Wall-clock measurements are the only numbers allowed to differ between two runs.
+TIMING = ("time", "timing", "Time", "throughput", "per_s")
+
+
+def _run_tiny(runs_dir, one_core: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CPU_MATH_ENV}  # the run pins them itself
+    preexec = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
+    done = subprocess.run([sys.executable, "-m", "tasks.ops.cli", "run", str(CONFIGS / "tiny.yaml"),
+                           "--set", f"tracking.runs_dir={runs_dir}"], cwd=REPO, env=env, preexec_fn=preexec,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _logged(runs_dir) -> tuple[dict, dict]:
+    """(run name, metric) -> every logged value in step order; run name -> tags."""
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    values, tags = {}, {}
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id]):
+            tags[run.info.run_name] = run.data.tags
+            for key in run.data.metrics:
+                if not any(t in key for t in TIMING):
+                    history = client.get_metric_history(run.info.run_id, key)
+                    values[(run.info.run_name, key)] = [(m.step, m.value) for m in history]
+    return values, tags
+
+
+@pytest.mark.integration
+def test_two_fresh_runs_of_the_tiny_recipe_log_identical_metrics(tmp_path):
+    _run_tiny(tmp_path / "a", one_core=False)
+    _run_tiny(tmp_path / "b", one_core=True)
+    (a, tags), (b, _) = _logged(tmp_path / "a"), _logged(tmp_path / "b")
+    assert len(a) > 40 and ("sft", "train_loss") in a and ("eval-grpo-stage-1", "heldout/pass_at_1") in a
+    assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+    sft = tags["sft"]  # what the numbers depend on, recorded on every stage run
+    assert sft["repro.lock_sha256"] == hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()[:16]
+    assert sft["repro.cpu_capability"] == "AVX2" and sft["repro.threads"] == CPU_MATH_ENV["OMP_NUM_THREADS"]
+    assert sft["repro.mkl_cbwr"] == "AVX2" and sft["repro.deterministic_algorithms"] == "True"
+    assert sft["repro.cpu_model"] and sft["repro.packages_sha256"]
+
+
+def test_provenance_names_the_lock_cpu_and_seed():
+    tags = provenance(seed=7)
+    assert tags["repro.seed"] == "7" and len(tags["repro.lock_sha256"]) == 16
+    assert set(tags) >= {"repro.cpu_model", "repro.cpu_isa", "repro.threads", "repro.torch", "repro.python"}
