@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from tasks.eval.benchmark_checks import check_benchmarks
 from tasks.recipe import Recipe, RecipeError, did_you_mean
 from tasks.train.presets import check_stages, stage_trainer_fields
+from tasks.train.requirements import environment_problems, value_problems
 from tasks.verifiers import verifier_problems
 
 #: The embedded default recipe: every flow's default parameter (so the Prefect form and
@@ -31,20 +32,42 @@ DEFAULT_RECIPE_FILE = Path(__file__).resolve().parents[1] / "configs" / "default
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply `a.b.0.c=value` overrides (value parsed as YAML) to a raw recipe dict."""
+    """Apply `a.b.0.c=value` overrides (value parsed as YAML) to a raw recipe dict.
+
+    A path that cannot be followed (an index out of range or not an integer, a key under a
+    scalar) is one RecipeError naming the path and what exists there; unknown keys of a
+    mapping are left to the schema, which names the closest valid key."""
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"override {item!r} is not of the form key.path=value")
         path, value = item.split("=", 1)
         keys = path.strip().split(".")
-        node = raw
-        for k in keys[:-1]:
+        if not all(keys):
+            raise RecipeError(f"override {item!r}: empty key in path {path.strip()!r}")
+        node: Any = raw
+        for depth, k in enumerate(keys):
+            here = ".".join(keys[:depth]) or "<recipe>"
+            last = depth == len(keys) - 1
             if isinstance(node, list):
-                node = node[int(k)]
+                if not re.fullmatch(r"-?[0-9]+", k):
+                    raise RecipeError(f"override {path}: {here} is a list of {len(node)}: "
+                                      f"{k!r} is not an index (use 0..{len(node) - 1})")
+                i = int(k)
+                if not 0 <= i < len(node):
+                    raise RecipeError(f"override {path}: {here} has {len(node)} entr{'y' if len(node) == 1 else 'ies'} "
+                                      f"(indices 0..{len(node) - 1}), no index {i}")
+                if last:
+                    node[i] = _parse_value(value)
+                else:
+                    node = node[i]
+            elif isinstance(node, dict):
+                if last:
+                    node[k] = _parse_value(value)
+                else:
+                    node = node.setdefault(k, {})
             else:
-                node = node.setdefault(k, {})
-        last = keys[-1]
-        node[int(last) if isinstance(node, list) else last] = _parse_value(value)
+                raise RecipeError(f"override {path}: {here} is a value ({node!r}), not a section: "
+                                  f"it has no key {k!r}")
     return raw
 
 
@@ -86,7 +109,7 @@ def _describe(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         owner = _model_at(loc)
         valid = sorted(owner.model_fields) if owner else []
-        return f"{path}: unknown key{did_you_mean(loc[-1], valid)} Valid keys here: {', '.join(valid)}"
+        return f"{path}: unknown key{did_you_mean(loc[-1], valid)} (valid keys here: {', '.join(valid)})"
     value = err.get("input")
     shown = repr(value) if not isinstance(value, dict) else "{...}"
     return f"{path}: {err['msg']} (got {shown})"
@@ -149,15 +172,18 @@ def _check_files(recipe: Recipe) -> list[str]:
     return problems
 
 
-def validate_recipe(raw: dict) -> Recipe:
-    """A Recipe from a raw dict, or one RecipeError that lists every problem."""
+def validate_recipe(raw: dict, allow_missing: bool = False) -> Recipe:
+    """A Recipe from a raw dict, or one RecipeError that lists every problem. `allow_missing`
+    skips the packages and devices this machine lacks (a GPU recipe checked on a laptop)."""
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as e:
         lines = [_describe(err) for err in e.errors()]
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
     problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
-                + _check_trainer_keys(recipe) + check_stages(recipe))
+                + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
+    if not problems and not allow_missing:  # this machine, once the recipe itself is sound
+        problems = environment_problems(recipe)
     if problems:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
     return recipe
@@ -176,9 +202,9 @@ def _read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | None = None, allow_missing: bool = False) -> Recipe:
     """Read, override and validate a recipe YAML; nothing is written or computed."""
-    return validate_recipe(apply_overrides(_read_yaml(path), overrides or []))
+    return validate_recipe(apply_overrides(_read_yaml(path), overrides or []), allow_missing)
 
 
 def default_recipe() -> Recipe:

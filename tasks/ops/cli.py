@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("recipe", help="path to a recipe YAML, e.g. configs/default.yaml")
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                        help="override one recipe value (YAML-parsed), e.g. grpo.stages.0.max_steps=50")
+    sub.choices["validate"].add_argument(
+        "--allow-missing", action="store_true",
+        help="accept packages and devices this machine lacks (vLLM, DeepSpeed, CUDA): check a GPU recipe on a laptop")
     v = sub.add_parser("verify", help="score a JSONL of completions with the recipe's verifiers")
     v.add_argument("recipe")
     v.add_argument("--completions", required=True,
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stack" and args.action == "down":
         return _stack(None, args)
     try:
-        recipe = load_recipe(args.recipe, args.overrides)
+        recipe = load_recipe(args.recipe, args.overrides, allow_missing=getattr(args, "allow_missing", False))
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

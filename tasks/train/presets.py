@@ -85,7 +85,8 @@ def vllm_settings(fields: dict[str, Any], model_path: str | Path) -> tuple[dict[
         return {"use_vllm": True, "vllm_mode": "colocate"}, None
     if mode != "server":
         raise ValueError(f"trainer.vllm_mode must be 'colocate' or 'server', got {mode!r}")
-    host, port = fields.get("vllm_server_host", "0.0.0.0"), int(fields.get("vllm_server_port", 8000))
+    # Loopback unless the recipe names a host (TRL's default, 0.0.0.0, would serve every network).
+    host, port = fields.get("vllm_server_host", "127.0.0.1"), int(fields.get("vllm_server_port", 8000))
     kwargs = {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": host, "vllm_server_port": port}
     if fields.get("vllm_server_base_url"):
         kwargs["vllm_server_base_url"] = fields["vllm_server_base_url"]

@@ -18,7 +18,7 @@ def test_there_are_recipes():
 def test_every_recipe_validates(path):
     text = path.read_text()
     assert text.startswith("#"), "a recipe opens with a comment header: purpose, hardware, command"
-    assert isinstance(load_recipe(path), Recipe)
+    assert isinstance(load_recipe(path, allow_missing=True), Recipe)  # GPU recipes: see test_recipe_checks
 
 
 def _errors(raw) -> str:

@@ -84,11 +84,14 @@ def test_vllm_colocate_and_server_wiring(monkeypatch):
     assert vllm_settings({"use_vllm": True}, "m") == ({"use_vllm": True, "vllm_mode": "colocate"}, None)
     kwargs, cmd = vllm_settings({"use_vllm": True, "vllm_mode": "server", "vllm_server_port": 8123,
                                  "vllm_tensor_parallel_size": 2, "vllm_max_model_length": 4096}, "/runs/sft/model")
-    assert kwargs == {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "0.0.0.0", "vllm_server_port": 8123}
-    assert cmd == ["trl", "vllm-serve", "--model", "/runs/sft/model", "--host", "0.0.0.0", "--port", "8123",
+    assert kwargs == {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "127.0.0.1",
+                      "vllm_server_port": 8123}
+    assert cmd == ["trl", "vllm-serve", "--model", "/runs/sft/model", "--host", "127.0.0.1", "--port", "8123",
                    "--tensor_parallel_size", "2", "--max_model_len", "4096"]
     assert vllm_server_url(kwargs) == "http://127.0.0.1:8123"
     GRPOConfig(output_dir="/tmp/x", use_cpu=True, report_to="none", **kwargs)  # fields TRL accepts
+    _, cmd = vllm_settings({"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "0.0.0.0"}, "m")
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # every network only when the recipe asks for it
 
 
 def test_unreachable_vllm_server_fails_with_the_command_to_run():

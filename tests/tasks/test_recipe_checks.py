@@ -1,0 +1,89 @@
+"""Every `--set` mistake and every value no run can use: one `error:` line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.ops.cli import main
+from tests.conftest import CONFIGS
+
+TINY = str(CONFIGS / "tiny.yaml")
+
+
+def _refused(capsys, tmp_path, *overrides: str, command: str = "run", recipe: str = TINY) -> str:
+    """Run the CLI in-process with the runs dir in tmp_path; it must exit 2 and write nothing."""
+    runs = tmp_path / "runs"
+    args = [command, recipe, "--set", f"tracking.runs_dir={runs}"]
+    for o in overrides:
+        args += ["--set", o]
+    assert main(args) == 2
+    assert not runs.exists(), "a refused recipe wrote its runs directory"
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("grpo.stages.5.trainer.max_steps=1", "override grpo.stages.5.trainer.max_steps: grpo.stages has 1 entry "
+                                          "(indices 0..0), no index 5"),
+    ("grpo.stages.-1.max_steps=1", "grpo.stages has 1 entry (indices 0..0), no index -1"),
+    ("grpo.stages.x.max_steps=1", "override grpo.stages.x.max_steps: grpo.stages is a list of 1: 'x' is not an "
+                                  "index (use 0..0)"),
+    ("name.x=1", "override name.x: name is a value ('tiny'), not a section: it has no key 'x'"),
+    ("grpo.stages.0.max_steps.x=1", "grpo.stages.0.max_steps is a value (2), not a section"),
+    ("grpo..x=1", "empty key in path 'grpo..x'"),
+    ("grpo.stages.0.max_step=1", "grpo.stages.0.max_step: unknown key; did you mean 'max_steps'? (valid keys here:"),
+    ("grpo.stages.0.trainer.max_stepz=1", "grpo.stages.0.trainer.max_stepz: not a field of TRL GRPOConfig; "
+                                          "did you mean 'max_steps'?"),
+    ("seed", "override 'seed' is not of the form key.path=value"),
+])
+def test_override_mistakes(capsys, tmp_path, override, expected):
+    assert expected in _refused(capsys, tmp_path, override)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("grpo.stages.0.trainer.learning_rate=-1", "grpo.stages.0.trainer.learning_rate: -1 is out of range: allowed > 0"),
+    ("grpo.stages.0.trainer.learning_rate=0", "grpo.stages.0.trainer.learning_rate: 0 is out of range: allowed > 0"),
+    ("grpo.stages.0.trainer.max_steps=0", "grpo.stages.0.trainer.max_steps: 0 is out of range: allowed >= 1, or -1"),
+    ("grpo.stages.0.trainer.num_generations=1", "grpo.stages.0.trainer.num_generations: 1 is out of range: "
+                                                "allowed >= 2"),
+    ("grpo.stages.0.trainer.max_completion_length=0", "grpo.stages.0.trainer.max_completion_length: 0 is out of "
+                                                      "range: allowed >= 1"),
+    ("sft.trainer.max_length=-5", "sft.trainer.max_length: -5 is out of range: allowed >= 1"),
+    ("sft.trainer.num_train_epochs=0", "sft.trainer.num_train_epochs: 0 is out of range: allowed > 0"),
+    ("grpo.stages.0.trainer.temperature=0", "grpo.stages.0.trainer.temperature: 0 is out of range: allowed > 0"),
+    ("grpo.stages.0.trainer.save_steps=0", "grpo.stages.0.trainer.save_steps: 0 is out of range: allowed > 0"),
+])
+def test_values_no_run_can_use(capsys, tmp_path, override, expected):
+    assert expected in _refused(capsys, tmp_path, override)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("grpo.stages.0.trainer.use_vllm=true", "grpo.stages.0.trainer.use_vllm: vLLM is not installed here "
+                                            "(pip install -e '.[gpu]' on a CUDA machine)"),
+    ("grpo.stages.0.trainer.bf16=true", "grpo.stages.0.trainer.bf16: needs a CUDA device and none is visible here"),
+    ("sft.trainer.fp16=true", "sft.trainer.fp16: needs a CUDA device and none is visible here"),
+    ("grpo.stages.0.launcher.config=configs/accelerate/fsdp.yaml",
+     "grpo.stages.0.trainer: FSDP needs CUDA devices and none is visible here"),
+])
+def test_missing_package_or_device_refused_unless_allowed(capsys, tmp_path, override, expected):
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() or importlib.util.find_spec("vllm"):
+        pytest.skip("this machine has what the recipe needs")
+    assert expected in _refused(capsys, tmp_path, override, command="validate")
+    assert main(["validate", TINY, "--allow-missing", "--set", override]) == 0
+
+
+def test_gpu_example_fails_here_without_allow_missing(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine")
+    example = str(CONFIGS / "examples" / "qwen2.5-1.5b-gsm8k.yaml")
+    err = _refused(capsys, tmp_path, command="validate", recipe=example)
+    assert "grpo.stages.0.trainer.use_vllm: vLLM is not installed here" in err
+    assert "sft.trainer.bf16: needs a CUDA device" in err
+    assert main(["validate", example, "--allow-missing"]) == 0
