@@ -13,6 +13,7 @@ again under these settings and passes `champion_value`.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from tasks.layout import model_dir
@@ -45,15 +46,26 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("torch", "transformers", "tokenizers", "safetensors")]
 
 
+class RegistryError(RuntimeError):
+    """The model registry could not answer: nothing is promoted, the champion stays as it was."""
+
+
 def current_champion(name: str):
-    """The model version aliased `champion`, or None (also when the model is not registered yet)."""
+    """The model version aliased `champion`, or None when the model is not registered yet or has
+    no champion. Any other registry error raises RegistryError: an unreadable champion is never
+    read as "no champion yet" (that would promote without a comparison)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
         return MlflowClient().get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None
+    except MlflowException as e:
+        absent = e.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+            e.error_code == "INVALID_PARAMETER_VALUE" and re.search(r"alias \S+ not found", e.message))
+        if absent:
+            return None
+        raise RegistryError(f"model registry error reading the champion of {name!r} "
+                            f"({e.error_code}: {e.message.splitlines()[0]}); nothing was promoted") from None
 
 
 def champion_score(version, metric: str, suite: str | None) -> float | None:

@@ -58,3 +58,29 @@ def test_champion_moves_only_when_beaten_by_margin_and_the_decision_is_recorded(
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     with pytest.raises(ValueError, match="has alias 'nope'"):
         checkpoint_from_model_uri(f"models:/{name}@nope", tiny_recipe)
+
+
+def test_a_registry_error_fails_promotion_and_leaves_the_champion(tiny_recipe, tiny_model_dir):
+    """A registry that cannot answer is not "no champion yet": nothing is promoted."""
+    import sqlite3
+    from pathlib import Path
+
+    from tasks.eval.promote import RegistryError
+
+    configure_tracking(tiny_recipe.tracking)
+    name = "registry-fault"
+    with mlflow.start_run():
+        v1, v2 = register_model(tiny_model_dir, name), register_model(tiny_model_dir, name)
+        promote_if_better(name, v1, METRIC, 0.40, margin=0.0, suite="A")
+    db = Path(tiny_recipe.tracking.runs_dir) / "mlflow.db"
+    with sqlite3.connect(db) as con:  # a real fault of the store: the alias table is unreadable
+        con.execute("ALTER TABLE registered_model_aliases RENAME TO aliases_away")
+    with pytest.raises(RegistryError, match=rf"model registry error reading the champion of '{name}' "
+                                            r"\(TEMPORARILY_UNAVAILABLE: .*no such table.*\); nothing was promoted"):
+        promote_if_better(name, v2, METRIC, 0.99, margin=0.0, suite="A")
+    with sqlite3.connect(db) as con:
+        con.execute("ALTER TABLE aliases_away RENAME TO registered_model_aliases")
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v1
+    assert "promotion" not in client.get_model_version(name, v2).tags
+    assert current_champion("never-registered") is None
