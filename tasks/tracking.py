@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, model_dir, stage_path
 from tasks.recipe import Recipe, TrackingSection
+from tasks.redact import redact
 from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def run_stage(
                           nested=mlflow.active_run() is not None) as run:
         (out_dir / RUN_ID_FILE).write_text(run.info.run_id)
         if not resume_id:
-            mlflow.log_params(flatten(params or {}))
+            mlflow.log_params(flatten(redact(params or {})))
             for name, path in (inputs or {}).items():
                 log_jsonl_dataset(Path(path), name)
         try:

@@ -17,6 +17,7 @@ from tasks.eval.compare import compare_url, comparison_table, format_table, pipe
 from tasks.ops.stack import Stack, StackError, describe, run_until_stopped
 from tasks.recipe import RecipeError
 from tasks.recipe_checks import load_recipe
+from tasks.redact import redact_logs, secret_values
 from tasks.tracking import set_embedded_env, tracking_uri
 from tasks.verifiers import build_reward
 from tasks.verifiers.report import format_report, join_completions, verify_completions
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    redact_logs(secret_values(recipe.model_dump(mode="json", context={"secrets": True})))
     if args.command == "stack":
         return _stack(recipe, args)
     if args.command == "compare":

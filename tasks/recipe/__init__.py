@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from tasks.recipe.base import RecipeError, Section, did_you_mean, stable_hash
 from tasks.recipe.data import (
@@ -41,6 +41,7 @@ from tasks.recipe.train import (
     SFTSection,
     StageData,
 )
+from tasks.redact import redact
 
 
 class ScratchModel(Section):
@@ -103,6 +104,14 @@ class Recipe(Section):
             raise ValueError("data.cold_start.teacher 'policy' means model.name_or_path, which is empty (a scratch "
                              "model cannot answer before training): name a teacher model or endpoint")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_secrets(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """JSON dumps (MLflow params, recipe.yaml, Prefect flow parameters, cache keys) carry no
+        secret; `context={"secrets": True}` keeps them (the recipe handed to training workers)."""
+        data = handler(self)
+        keep = isinstance(info.context, dict) and info.context.get("secrets")
+        return data if keep or not info.mode_is_json() else redact(data)
 
     def digest(self, *parts: str) -> str:
         """Stable hash of the named sections (e.g. "data", "sft"), for cache keys."""

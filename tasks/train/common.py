@@ -40,6 +40,16 @@ def trainer_defaults(recipe: Recipe, out_dir: Path) -> dict:
     }
 
 
+def without_hub_token(settings: dict) -> dict:
+    """The trainer settings less `hub_token`, which goes to huggingface_hub as HF_TOKEN instead:
+    a TRL config is pickled into every checkpoint (training_args.bin) and logged with the model,
+    so a token inside it would leave the process."""
+    token = settings.get("hub_token")
+    if token:
+        os.environ["HF_TOKEN"] = token
+    return {k: v for k, v in settings.items() if k != "hub_token"}
+
+
 def last_checkpoint(output_dir: str) -> str | None:
     """The newest `checkpoint-N` a killed attempt left, so a retry resumes instead of restarting."""
     from transformers.trainer_utils import get_last_checkpoint

@@ -22,7 +22,7 @@ from tasks.data.curate import prompt_messages, read_split
 from tasks.layout import PLOTS_DIR, model_dir
 from tasks.recipe import GRPOStage, Recipe, StageData, stable_hash
 from tasks.tracking import stage_run_id
-from tasks.train.common import last_checkpoint, trainer_defaults
+from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 from tasks.train.plots import plot_training_curves
 from tasks.train.presets import (
@@ -108,7 +108,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     settings = {**trainer_defaults(recipe, out_dir), "save_total_limit": 2, "ddp_find_unused_parameters": False,
                 **fields, **vllm_kwargs}
     settings.setdefault("reward_weights", [s.weight for s in specs])
-    args = GRPOConfig(**settings)
+    args = GRPOConfig(**without_hub_token(settings))
     rows, canary = split_canary(select_rows(read_split(data_dir, "grpo"), stage.data), stage)
     if not rows:
         raise ValueError(f"grpo.stages {stage.name!r}: no curated GRPO rows match data.where={stage.data.where}")

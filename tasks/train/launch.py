@@ -296,7 +296,7 @@ def launch_stage(kind: str, recipe, out_dir: Path, data_dir, init_dir, launcher,
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).unlink(missing_ok=True)
     recipe_path = out_dir / "recipe.json"
-    recipe_path.write_text(recipe.model_dump_json())
+    recipe_path.write_text(recipe.model_dump_json(context={"secrets": True}))  # the workers need them
     args = [kind, "--recipe", str(recipe_path), "--data", str(data_dir), "--init", str(init_dir), "--out", str(out_dir)]
     if stage_name:
         args += ["--stage", stage_name]

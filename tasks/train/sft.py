@@ -16,7 +16,7 @@ from tasks.layout import model_dir
 from tasks.modeling import init_model, load_model, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import stage_run_id
-from tasks.train.common import last_checkpoint, trainer_defaults
+from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 
 
@@ -60,7 +60,7 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
         "prompt": prompt_messages(r, recipe.data.system_prompt),
         "completion": [{"role": "assistant", "content": r["completion"]}],
     } for r in rows])
-    args = SFTConfig(**{**trainer_defaults(recipe, out_dir), **recipe.sft.trainer_fields()})
+    args = SFTConfig(**without_hub_token({**trainer_defaults(recipe, out_dir), **recipe.sft.trainer_fields()}))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
     tag_distribution(trainer.accelerator, stage_run_id())
     last = last_checkpoint(args.output_dir)
