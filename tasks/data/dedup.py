@@ -69,6 +69,8 @@ class MinHasher:
 
 def _earliest_same(keys: np.ndarray) -> np.ndarray:
     """For each position, the first earlier position holding the same key, else -1."""
+    if not len(keys):  # a batch whose every row was quarantined
+        return np.full(0, -1, dtype=np.int64)
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     starts = np.r_[True, ordered[1:] != ordered[:-1]]

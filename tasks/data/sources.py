@@ -120,8 +120,32 @@ def _has_surrogates(value: Any) -> bool:
     return False
 
 
+#: canonical column -> the raw types it may hold (None: absent). Anything else is quarantined.
+_COLUMN_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str, int), "source": (str,), "family": (str,), "question": (str,), "messages": (list,),
+    "answer": (str, int, float), "reasoning": (str,)}
+_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", list: "a list of chat turns"}
+
+
+def _bad_types(r: dict) -> list[str]:
+    """Canonical columns whose raw value has a type no row can use (a bool is not a number);
+    each is cleared in `r` so the row can still be written, to quarantine."""
+    bad = []
+    for col, types in _COLUMN_TYPES.items():
+        v = r.get(col)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, types)):
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            bad.append(f"{col} is {type(v).__name__} {shown}, expected "
+                       + " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types)))
+            r[col] = None
+    return bad
+
+
 def _clean(value: Any) -> Any:
-    """JSON-safe value: surrogates replaced, numpy scalars and arrays as Python values."""
+    """JSON-safe value: surrogates replaced, numpy scalars and arrays as Python values, bytes
+    decoded, anything else JSON has no type for (dates, decimals, ...) as its text."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     if isinstance(value, str):
         return value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
@@ -129,8 +153,8 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_clean(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return _clean(value.item())
+    return value if value is None or isinstance(value, bool | int | float) else str(value)
 
 
 def _prompt_from_messages(messages: Any) -> tuple[list[dict] | None, str | None, list]:
@@ -153,6 +177,9 @@ def canonical_row(raw: dict, src: Source, default_id: str, label: str | None = N
     if bad and not invalid:
         invalid = f"bad encoding: unpaired surrogate in {', '.join(bad)}"
     r = _clean(r)
+    types = _bad_types(r)
+    if types and not invalid:
+        invalid = f"bad type: {'; '.join(types)}"
     messages, question = None, r.get("question")
     metadata = {k: v for k, v in r.items() if k not in CANONICAL and k != "metadata"}
     if isinstance(r.get("metadata"), dict):

@@ -96,3 +96,55 @@ def test_token_budget_counts_the_chat_formatted_prompt_with_the_model_tokenizer(
     assert q["reason"] == f"prompt too long: {n_tokens(rows[1]['question'])} tokens > max_prompt_tokens {budget}"
     with pytest.raises(RecipeError, match="model.name_or_path"):
         validate_recipe({"data": {"max_prompt_tokens": 512}})
+
+
+BAD_TYPES = {  # canonical column -> values of every JSON type it cannot hold
+    "id": [{"a": 1}, [1], True, 1.5],
+    "source": [3, ["s"], {"s": 1}, False],
+    "family": [3, ["math"], {"f": 1}],
+    "question": [5, 2.5, ["Compute 1+1."], {"text": "q"}, True],
+    "messages": ["Compute 1+1.", 7, {"role": "user"}],
+    "answer": [{"value": 2}, [2], True],
+    "reasoning": [["step 1", "step 2"], 3, {"r": 1}, False],
+}
+
+
+def _expected(value) -> str:
+    return repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+
+
+def test_rows_of_any_bad_type_are_quarantined_never_crash_curation(tmp_path):
+    good = {"question": "Compute 1+1.", "answer": "#### 2"}
+    rows, expected = [{"id": "ok", **good}], {}
+    for col, values in BAD_TYPES.items():
+        for j, value in enumerate(values):
+            row_id = f"{col}-{j}"
+            rows.append({"id": row_id, **good, col: value} if col != "id" else {**good, "id": value})
+            key = row_id if col != "id" else f"jsonl0-{len(rows) - 1}"
+            expected[key] = f"bad type: {col} is {type(value).__name__} {_expected(value)}, expected"
+    (tmp_path / "raw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataSection(sources=[Source(kind="jsonl", name=str(tmp_path / "raw.jsonl"), answer_format="gsm8k")],
+                      eval_size=1, sft_size=0)
+    stats = curate(cfg, tmp_path / "out")
+    reasons = {r["id"]: r["reason"] for r in read_split(tmp_path / "out", "quarantine")}
+    assert len(reasons) == len(expected) == stats["rows/quarantined"]
+    for key, start in expected.items():
+        assert reasons[key].startswith(start), (key, reasons[key])
+    assert reasons["question-0"] == "bad type: question is int 5, expected text"
+    assert reasons["reasoning-0"] == "bad type: reasoning is list ['step 1', 'step 2'], expected text"
+    assert stats["rows/eval"] == 1  # the good row survives; nothing was lost
+
+
+def test_typed_columns_of_parquet_are_quarantined_or_kept_as_text(tmp_path):
+    import datetime
+
+    df = pd.DataFrame({"question": [1, 2], "answer": ["#### 1", "#### 2"],
+                       "blob": [b"\x00\xff", b"ok"], "when": [datetime.datetime(2026, 1, 1)] * 2})
+    df.to_parquet(tmp_path / "t.parquet")
+    cfg = DataSection(sources=[Source(kind="parquet", name=str(tmp_path / "t.parquet"), answer_format="gsm8k")],
+                      eval_size=1, sft_size=0)
+    curate(cfg, tmp_path / "out")
+    bad = read_split(tmp_path / "out", "quarantine")
+    assert [r["reason"] for r in bad] == ["bad type: question is int 1, expected text",
+                                         "bad type: question is int 2, expected text"]
+    assert bad[0]["metadata"]["blob"] == "\x00\ufffd" and bad[0]["metadata"]["when"].startswith("2026-01-01")
