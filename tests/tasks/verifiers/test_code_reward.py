@@ -7,7 +7,7 @@ import pytest
 
 from tasks.verifiers import build_reward
 from tasks.verifiers.code import compile_assert_test, extract_code, run_tests
-from tasks.verifiers.sandbox import ISOLATION_LEVELS, RunLimits, SandboxPool, _probe
+from tasks.verifiers.sandbox.pool import ISOLATION_LEVELS, RunLimits, SandboxPool, _probe
 
 SOLUTION = "<think>easy</think>\n```python\ndef add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    a, b = map(int, input().split())\n    print(add(a, b))\n```"
 TESTS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tasks.verifiers import build_reward
-from tasks.verifiers.sandbox import ISOLATION_LEVELS, RunLimits, SandboxPool, _probe
+from tasks.verifiers.sandbox.pool import ISOLATION_LEVELS, RunLimits, SandboxPool, _probe
 
 MARK = f"pwned_{uuid.uuid4().hex[:8]}"
 SECRET = 987654321

@@ -12,7 +12,7 @@ Isolation levels, best first (``isolation="auto"`` picks the first that works he
 Inside every level each run is a fresh fork of the worker with its own session/process group,
 wall-clock deadline and CPU limit, address-space, file-size, open-file and (with the uid drop)
 process-count limits, a throwaway working directory, capped output, and a sweep that kills and
-reaps everything the run left behind (see ``_sandbox_worker.py``). Every result carries the
+reaps everything the run left behind (see ``worker.py``). Every result carries the
 isolation level actually used.
 """
 
@@ -38,7 +38,7 @@ from tasks.verifiers._base import logger
 __all__ = ["ISOLATION_LEVELS", "RunLimits", "SandboxPool", "detect_isolation", "get_pool"]
 
 ISOLATION_LEVELS = ("bwrap", "unshare", "rlimits")
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 _HDR = struct.Struct(">I")
 _uid_counter = itertools.count()
 _probe_cache: dict[str, bool] = {}
@@ -97,12 +97,12 @@ def _bwrap_cmd(worker: str) -> list[str]:
     for p in ("/etc/ld.so.cache", "/etc/localtime"):
         cmd += ["--ro-bind-try", p, p]
     cmd += [
-        "--ro-bind", worker, "/opt/rlvr/_sandbox_worker.py",
-        "--ro-bind", os.path.join(os.path.dirname(worker), "_sandbox_child.py"), "/opt/rlvr/_sandbox_child.py",
+        "--ro-bind", worker, "/opt/rlvr/worker.py",
+        "--ro-bind", os.path.join(os.path.dirname(worker), "child.py"), "/opt/rlvr/child.py",
         "--proc", "/proc", "--dev", "/dev",
         "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
-        "--chdir", "/tmp", _python(), "-I", "/opt/rlvr/_sandbox_worker.py",
+        "--chdir", "/tmp", _python(), "-I", "/opt/rlvr/worker.py",
     ]
     return cmd
 

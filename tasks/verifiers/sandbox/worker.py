@@ -1,6 +1,6 @@
 """Sandbox worker: a small, stdlib-only, pre-started process that runs untrusted code.
 
-Started by ``tasks.verifiers.sandbox`` as ``python -I _sandbox_worker.py`` (inside bubblewrap or
+Started by ``tasks.verifiers.sandbox`` as ``python -I worker.py`` (inside bubblewrap or
 ``unshare`` when available). It reads length-prefixed JSON jobs on stdin and answers on stdout.
 For every job it forks a child that: starts its own session/process group, dies with the
 worker, gets a fresh throwaway working directory, runs under rlimits (CPU, address space, file
@@ -24,7 +24,7 @@ import time
 
 _HDR = struct.Struct(">I")
 _here = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("_rlvr_sandbox_child", os.path.join(_here, "_sandbox_child.py"))
+_spec = importlib.util.spec_from_file_location("_rlvr_sandbox_child", os.path.join(_here, "child.py"))
 _childmod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_childmod)
 _child, _prctl, _PRELOAD = _childmod._child, _childmod._prctl, _childmod._PRELOAD

@@ -1,6 +1,6 @@
 """Child side of the sandbox: runs in the forked process, applies the limits, runs the code.
 
-Loaded by ``_sandbox_worker.py`` from its own directory by file path (never via ``sys.path``,
+Loaded by ``worker.py`` from its own directory by file path (never via ``sys.path``,
 so nothing here can shadow a standard-library module for the solution). Stdlib only.
 """
 
