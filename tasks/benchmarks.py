@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from tasks.recipe import Benchmark, EvaluationSection
+from tasks.tracking import tag_stage_run
 
 SAMPLES_FILTER = "samples"  # our filter's name; left out of metric names
 DEFAULT_VERIFIER = "math_answer_reward"
@@ -84,9 +85,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def verifier_scorer(verifier: str, params: dict, columns: dict):
     """An lm-eval `process_results` hook scoring every sample of a prompt with a registered verifier."""
-    from tasks.verifiers import build_reward, extract_final_answer
+    from tasks.verifiers import build_reward, extract_final_answer, sandbox_tags
 
     reward = build_reward(verifier, params)
+    tag_stage_run(sandbox_tags([reward]))  # the isolation level, when the verifier runs code
     extract = {k: params[k] for k in ("prefilled_think", "think_tag", "answer_tag") if k in params}
     q_col, a_col = columns.get("question", "question"), columns.get("answer", "answer")
 

@@ -98,6 +98,7 @@ def _output_row(row: dict) -> dict:
 # ---------------------------------------------------------------- 2. per-batch checks
 def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = None) -> str | None:
     """Why a canonical row cannot be used ("<category>: <detail>"), or None."""
+    from tasks.verifiers.code_tests import tests_problem
     from tasks.verifiers.math import gold_is_parseable
 
     if row.get("_invalid"):
@@ -107,7 +108,11 @@ def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = N
         return "missing or empty question"
     if "\ufffd" in q:
         return "bad encoding: replacement characters in question"
-    if not row.get("answer"):
+    if row.get("task") == "code":  # judged by its tests, not by a gold answer
+        meta = row.get("metadata")
+        if problem := tests_problem((json.loads(meta) if isinstance(meta, str) else meta or {}).get("tests")):
+            return f"bad tests: {problem}"
+    elif not row.get("answer"):
         return "missing gold answer"
     if row.get("task") == "math" and not gold_is_parseable(row["answer"]):
         return f"unparseable gold answer: the math verifier cannot read {row['answer'][:80]!r}"

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from tasks.recipe import SamplingSettings
+from tasks.tracking import tag_stage_run
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,10 @@ def make_sampler(model_or_url: str, cfg: SamplingSettings, seed: int, **endpoint
 def judge(verifier: str, rows: list[dict], prompts: list[list[dict]], samples: list[list[str]]) -> list[list[bool]]:
     """Whether each sample is correct: the verifier scores it 1.0 against its row's columns
     (canonical columns and metadata, as GRPO hands dataset columns to the reward)."""
-    from tasks.verifiers import build_reward
+    from tasks.verifiers import build_reward, sandbox_tags
 
     reward = build_reward(verifier)
+    tag_stage_run(sandbox_tags([reward]))  # the isolation level, when the verifier runs code
     merged = [{**r.get("metadata", {}), **{k: v for k, v in r.items() if k != "metadata"}}
               for r, group in zip(rows, samples) for _ in group]
     keys = {k for m in merged for k in m} - {"prompts", "completions"}

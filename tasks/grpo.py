@@ -29,7 +29,7 @@ from tasks.grpo_presets import (
 from tasks.launch import launch_stage, should_launch, tag_distribution
 from tasks.recipe import GRPOStage, Recipe, StageData
 from tasks.sft import _last_checkpoint, model_dir, trainer_defaults
-from tasks.tracking import stage_run_id
+from tasks.tracking import stage_run_id, tag_stage_run
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
 
     from tasks.grpo_trainer import PipelineGRPOTrainer
     from tasks.monitors import StageMonitor
-    from tasks.verifiers import build_reward
+    from tasks.verifiers import build_reward, sandbox_tags
 
     fields = stage_trainer_fields(stage)
     init_model = model_dir(init_dir)
@@ -104,13 +104,17 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     rows, canary = split_canary(select_rows(read_split(data_dir, "grpo"), stage.data), stage)
     if not rows:
         raise ValueError(f"grpo.stages {stage.name!r}: no curated GRPO rows match data.where={stage.data.where}")
+    rewards = [build_reward(s.name, s.params) for s in specs]
     # GRPOTrainer loads the reference model (beta > 0) from the policy's path, so pass the path.
     trainer = PipelineGRPOTrainer(
-        model=str(init_model), reward_funcs=[build_reward(s.name, s.params) for s in specs], args=args,
+        model=str(init_model), reward_funcs=rewards, args=args,
         train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
         dynamic_sampling=dynamic_sampling_for(stage), callbacks=callbacks)
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
+    if trainer.accelerator.is_main_process:  # the isolation level of the rewards (and canary) that run code
+        canary = stage.monitors.reward_hacking
+        tag_stage_run(sandbox_tags(rewards + ([build_reward(canary.reward)] if canary.policy != "off" else [])))
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
     last = _last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:

@@ -627,7 +627,7 @@ def _check_trainer_keys(recipe: Recipe) -> list[str]:
 
 
 def _check_rewards(recipe: Recipe) -> list[str]:
-    from tasks.verifiers import REWARDS, build_reward
+    from tasks.verifiers import REWARDS, build_reward, reward_runtime_problem
 
     problems = []
     for i, stage in enumerate(recipe.grpo.stages):
@@ -641,9 +641,14 @@ def _check_rewards(recipe: Recipe) -> list[str]:
                 build_reward(spec.name, spec.params)
             except (ValueError, TypeError) as e:
                 problems.append(f"{where}.params: {e}")
+                continue
+            if problem := reward_runtime_problem(spec.name, spec.params):  # e.g. no sandbox for code_reward
+                problems.append(f"{where}.params.isolation: {problem}")
     if recipe.data.verifier not in REWARDS:
         problems.append(f"data.verifier: unknown verifier {recipe.data.verifier!r}"
                         f"{_did_you_mean(recipe.data.verifier, REWARDS)} Valid: {', '.join(sorted(REWARDS))}")
+    elif problem := reward_runtime_problem(recipe.data.verifier):
+        problems.append(f"data.verifier: {problem}")
     return problems
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from tasks.verifiers._base import Reward, closest, completion_text
 from tasks.verifiers.code import CodeReward
+from tasks.verifiers.code_tests import tests_problem
 from tasks.verifiers.equation import EquationReward
 from tasks.verifiers.format import FormatReward, TagCountReward
 from tasks.verifiers.language import LanguageConsistencyReward
@@ -58,6 +59,18 @@ def build_reward(name: str, params: dict | None = None) -> Reward:
     return type(proto)(**(params or {}))
 
 
+def reward_runtime_problem(name: str, params: dict | None = None) -> str | None:
+    """Why reward ``name`` with ``params`` cannot run here (e.g. its code sandbox level is not
+    available), or None. Recipe validation calls it, so the problem shows before any compute."""
+    return build_reward(name, params).runtime_problem()
+
+
+def sandbox_tags(rewards: list[Reward]) -> dict[str, str]:
+    """MLflow tags for a stage that runs these rewards: ``sandbox.isolation`` when any runs code."""
+    levels = sorted({lvl for r in rewards if (lvl := r.sandbox_isolation())})
+    return {"sandbox.isolation": ",".join(levels)} if levels else {}
+
+
 def reward_param_names(name: str) -> set[str]:
     """The parameter names ``build_reward(name, ...)`` accepts (for the recipe validator)."""
     return set(type(_lookup(name)).PARAMS)
@@ -70,5 +83,8 @@ __all__ = [
     "completion_text",
     "extract_final_answer",
     "reward_param_names",
+    "reward_runtime_problem",
+    "sandbox_tags",
     "score_math_answer",
+    "tests_problem",
 ]

@@ -1,201 +1,115 @@
-"""Child side of the sandbox: runs in the forked process, applies the limits, runs the code.
+"""Child side of the sandbox: the forked process that locks itself down and runs one job. Stdlib only.
 
-Loaded by ``worker.py`` from its own directory by file path (never via ``sys.path``,
-so nothing here can shadow a standard-library module for the solution). Stdlib only.
+Loaded by ``worker.py`` by file path (never via ``sys.path``, so nothing here can shadow a
+standard-library module for the solution). ``start`` runs in the fresh fork and never returns:
+
+1. own session; dies with the worker; the descriptors it was handed land on fixed numbers
+   (0 stdin, 1 stdout, 2 stderr, 3 results, 4 job, 5/6 channel in/out, 7 setup status) and
+   every other descriptor is closed, so nothing of the worker is reachable;
+2. working directory, rlimits (CPU, address space, file size, open files, processes, no core);
+3. drop to the run's own uid/gid with no supplementary groups (root pools);
+4. ``no_new_privs`` and the run's seccomp filter (``seccomp.run_filter``): from here on the
+   kernel refuses new processes, ``execve``, signals, sockets, IPC and the rest;
+5. a minimal environment, then "ready" on the status pipe, which is closed before any untrusted
+   code runs: a solution cannot fake a sandbox failure or a success.
+
+Modes: ``io`` (a program on stdin/stdout), ``eval`` (evaluate the solution-side parts of split
+asserts, values to fd 3), ``serve`` (answer a test process's calls on the channel) and ``test``
+(run test code whose unknown names are proxies for the solution process; verdict to fd 3).
+An audit hook is added as defence in depth only: it runs in the untrusted process, so it is no
+boundary (a solution can switch it off); the OS mechanisms above are.
 """
 
+import builtins
+import importlib.util
+import io
 import json
 import os
 import resource
 import signal
 import sys
-import tempfile
 import traceback
 
-_BLOCKED_EVENTS = (
-    "socket.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-    "subprocess.", "pty.", "os.kill", "os.killpg", "signal.pthread_kill", "ctypes.", "mmap.",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.remote_exec", "os.setuid",
-    "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.", "os.startfile",
-)
-_BLOCKED_IMPORTS = {"ctypes", "_ctypes", "_posixsubprocess"}
-_PRELOAD = (
-    "collections", "collections.abc", "heapq", "bisect", "itertools", "functools", "math", "cmath", "re",
-    "string", "fractions", "decimal", "statistics", "random", "typing", "dataclasses", "copy", "operator",
-    "array", "datetime", "json", "enum", "abc", "io", "struct", "textwrap", "unicodedata", "queue",
-    "hashlib", "base64", "numbers", "contextlib", "types", "threading", "pprint", "difflib", "calendar",
-    "socket", "inspect", "time", "sys", "os", "traceback", "warnings", "weakref", "zlib", "binascii",
-)
-_PATH_EVENTS = {
-    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link",
-    "os.symlink", "os.truncate", "os.utime", "os.chflags", "os.mkfifo", "os.mknod", "shutil.rmtree",
-    "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.move", "os.chdir",
-}
+_spec = importlib.util.spec_from_file_location("_rlvr_sandbox_wire", os.path.join(os.path.dirname(__file__), "wire.py"))
+wire = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(wire)
+
+STATUS_FD = 7
+_BLOCKED_EVENTS = ("socket.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+                   "subprocess.", "pty.", "os.kill", "os.killpg", "ctypes.", "sys.remote_exec")
 
 
-def _load_prctl():
+def _hook(event, args):
+    """Defence in depth only (see the module docstring)."""
+    if event.startswith(_BLOCKED_EVENTS):
+        raise PermissionError("sandbox: " + event + " is not allowed")
+
+
+def _fail(msg):
     try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).prctl
-        fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-        return fn
-    except Exception:  # noqa: BLE001 - no prctl: best effort
-        return None
+        os.write(STATUS_FD, b"E" + msg.encode("utf-8", "replace")[:2000])
+    finally:
+        os._exit(70)
 
 
-_PRCTL = _load_prctl()  # resolved once in the worker: a fresh dlopen per child costs milliseconds
+def _lock_down(header, fds, status_w, workdir, seccomp):
+    import fcntl
+
+    os.setsid()
+    high = {name: fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for name, fd in {**fds, "status": status_w}.items()}
+    places = {"stdin": 0, "stdout": 1, "stderr": 2, "results": 3, "job": 4, "chan_in": 5, "chan_out": 6,
+              "status": STATUS_FD}
+    for name, target in places.items():
+        if name in high:
+            os.dup2(high[name], target)
+        else:
+            null = os.open("/dev/null", os.O_RDWR)
+            os.dup2(null, target)
+    os.closerange(STATUS_FD + 1, 1 << 20)
+    os.chdir(workdir)
+    cpu = int(header["timeout"]) + 1
+    limits = [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_AS, header["memory_mb"] << 20),
+              (resource.RLIMIT_FSIZE, header["fsize_mb"] << 20), (resource.RLIMIT_NOFILE, header["nofile"]),
+              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, header["nproc"])]
+    for which, soft, *hard in limits:
+        resource.setrlimit(which, (soft, hard[0] if hard else soft))
+    uid = header.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise OSError("uid drop did not take")
+    seccomp.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (a credential change clears it, so after the drop)
+    if os.getppid() != header["worker_pid"]:
+        raise OSError("the worker is gone")
+    if not seccomp.install():
+        raise OSError("seccomp filter could not be installed")
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
 
 
-def _prctl(option, arg):
-    """prctl(2); returns its result (-1 when unavailable)."""
-    if _PRCTL is None:
-        return -1
-    return _PRCTL(option, arg, 0, 0, 0)
-
-
-def _encode(v, depth=0, budget=None):
-    """Tagged JSON of a value made only of exact builtin types (no user __eq__/__repr__ runs)."""
-    if budget is None:
-        budget = [20000]
-    budget[0] -= 1
-    if depth > 40 or budget[0] < 0:
-        raise ValueError("value too large")
-    t = type(v)
-    if v is None:
-        return ["n"]
-    if t is bool:
-        return ["b", int(v)]
-    if t is int:
-        s = int.__repr__(v)
-        if len(s) > 5000:
-            raise ValueError("int too large")
-        return ["i", s]
-    if t is float:
-        return ["f", float.__repr__(v)]
-    if t is complex:
-        return ["c", float.__repr__(v.real), float.__repr__(v.imag)]
-    if t is str:
-        return ["s", str.__str__(v)]
-    if t is bytes:
-        return ["y", bytes.hex(v)]
-    if t in (list, tuple, set, frozenset):
-        tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[t]
-        return [tag, [_encode(x, depth + 1, budget) for x in t.__iter__(v)]]
-    if t is dict:
-        return ["d", [[_encode(k, depth + 1, budget), _encode(x, depth + 1, budget)] for k, x in dict.items(v)]]
-    raise TypeError("not a plain builtin value: " + t.__name__)
-
-
-def _make_hook(workdir, read_roots):
-    import os.path as osp
-
-    workdir = osp.realpath(workdir)
-    busy = [False]
-
-    def inside(path, roots):
-        if isinstance(path, int):
-            return True
-        if isinstance(path, bytes):
-            path = path.decode("utf-8", "replace")
-        if not isinstance(path, str):
-            return False
-        real = osp.realpath(osp.join(workdir, path))
-        return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
-
-    def hook(event, args):
-        if busy[0]:
-            return
-        busy[0] = True
-        try:
-            if event.startswith(_BLOCKED_EVENTS):
-                raise PermissionError("sandbox: " + event + " is not allowed")
-            if event == "import" and args[0].split(".")[0] in _BLOCKED_IMPORTS:
-                raise PermissionError("sandbox: import of " + args[0] + " is not allowed")
-            if event == "open":
-                path, mode = args[0], args[1]
-                writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                    isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-                roots = (workdir, "/dev/null") if writing else read_roots
-                if not inside(path, roots):
-                    raise PermissionError("sandbox: open of " + str(path) + " is not allowed")
-            elif event in _PATH_EVENTS:
-                for a in args[:2]:
-                    if isinstance(a, (str, bytes)) and not inside(a, (workdir,)):
-                        raise PermissionError("sandbox: " + event + " outside the working directory")
-        finally:
-            busy[0] = False
-
-    return hook
-
-
-def _child(job, cfg, workdir, stdin_fd, out_w, err_w, res_w):
-    """Runs in the forked child; never returns."""
+def start(header, fds, status_w, workdir, seccomp):
+    """Lock this fresh fork down and run the job (see the module docstring); never returns."""
     try:
-        signal.set_wakeup_fd(-1)  # the worker's wake-up pipe is not ours
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(res_w, 3)
-        os.closerange(4, 1 << 16)
-        os.chdir(workdir)
-        cpu = int(job["timeout"]) + 1
-        limits = [
-            (resource.RLIMIT_CPU, cpu, cpu + 1),
-            (resource.RLIMIT_AS, job["memory_mb"] << 20, job["memory_mb"] << 20),
-            (resource.RLIMIT_FSIZE, job["fsize_mb"] << 20, job["fsize_mb"] << 20),
-            (resource.RLIMIT_NOFILE, job["nofile"], job["nofile"]),
-            (resource.RLIMIT_CORE, 0, 0),
-        ]
-        uid = cfg.get("uid")
-        if uid is not None:
-            limits.append((resource.RLIMIT_NPROC, job["nproc"], job["nproc"]))
-        for which, soft, hard in limits:
-            resource.setrlimit(which, (soft, hard))
-        if uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
-        tempfile.tempdir = workdir
-        import io
+        _lock_down(header, fds, status_w, workdir, seccomp)
+        import tempfile
 
+        tempfile.tempdir = os.getcwd()
+        with os.fdopen(4, "rb") as f:
+            job = json.loads(f.read())
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace")
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace")
-        res = io.FileIO(3, "w", closefd=False)
-        for name in list(sys.modules):
-            if name.split(".")[0] in _BLOCKED_IMPORTS:
-                del sys.modules[name]
-        if job.get("audit", True):
-            sys.addaudithook(_make_hook(workdir, cfg["read_roots"] + [workdir]))
-    except BaseException:  # noqa: BLE001 - setup failure: report and die
-        os._exit(70)
+        if header.get("audit", True):
+            sys.addaudithook(_hook)
+        os.write(STATUS_FD, b"R")
+        os.close(STATUS_FD)
+    except BaseException as e:  # noqa: BLE001 - setup failure: report it, never run the code
+        _fail(f"{type(e).__name__}: {e}")
     code = 0
     try:
-        if job["mode"] == "io":
-            ns = {"__name__": "__main__", "__builtins__": __builtins__}
-            exec(compile(job["code"], "<solution>", "exec"), ns)
-        else:
-            ns = {"__name__": "__solution__", "__builtins__": __builtins__}
-            exec(compile(job["code"], "<solution>", "exec"), ns)
-            for si, step in enumerate(job["steps"]):
-                if "exec" in step:
-                    exec(compile(step["exec"], "<test>", "exec"), ns)
-                    continue
-                for li, src in enumerate(step["eval"]):
-                    try:
-                        line = json.dumps([si, li, _encode(eval(compile(src, "<test>", "eval"), ns))])
-                    except BaseException as e:  # noqa: BLE001
-                        if isinstance(e, (SystemExit, KeyboardInterrupt)):
-                            raise
-                        line = json.dumps([si, li, ["E", type(e).__name__]])
-                    res.write((line + "\n").encode())
-            res.write(b'"done"\n')
+        _MODES[job["mode"]](job)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:  # noqa: BLE001
@@ -210,3 +124,146 @@ def _child(job, cfg, workdir, stdin_fd, out_w, err_w, res_w):
         except BaseException:  # noqa: BLE001
             pass
     os._exit(code & 0xFF)
+
+
+def _solution_ns(job, name):
+    ns = {"__name__": name, "__builtins__": builtins}
+    exec(compile(job["code"], "<solution>", "exec"), ns)
+    return ns
+
+
+def _io(job):
+    _solution_ns(job, "__main__")
+
+
+def _eval(job):
+    ns = _solution_ns(job, "__solution__")
+    res = io.FileIO(3, "w", closefd=False)
+    for si, step in enumerate(job["steps"]):
+        if "exec" in step:
+            exec(compile(step["exec"], "<test>", "exec"), ns)
+            continue
+        for li, src in enumerate(step["eval"]):
+            try:
+                line = json.dumps([si, li, wire.encode(eval(compile(src, "<test>", "eval"), ns))])
+            except Exception as e:  # noqa: BLE001 - reported as an error value, judged outside
+                line = json.dumps([si, li, ["E", type(e).__name__]])
+            res.write((line + "\n").encode())
+    res.write(b'"done"\n')
+
+
+def _serve(job):
+    """Solution side of a proxied test: answer ``g`` (global), ``c`` (call), ``a`` (attribute)."""
+    ns = _solution_ns(job, "__solution__")
+    handles = []
+    limit = job["max_frame"]
+
+    def resolve(ref):
+        if ref[0] == "g":
+            if ref[1] not in ns:
+                raise NameError(f"name {ref[1]!r} is not defined by the solution")
+            return ns[ref[1]]
+        return handles[int(ref[1])]
+
+    def arg(tagged):
+        if tagged[0] != "r":
+            raise ValueError("bad argument")
+        return resolve(tagged[1])
+
+    def reply(value):
+        try:
+            return ["v", wire.encode(value)]
+        except wire.Unencodable:
+            handles.append(value)
+            return ["h", len(handles) - 1]
+
+    while True:
+        try:
+            req = wire.recv_frame(5, limit)
+        except EOFError:
+            return
+        try:
+            if req[0] == "g":
+                out = reply(resolve(["g", req[1]]))
+            elif req[0] == "c":
+                out = reply(resolve(req[1])(*wire.decode(req[2], other=arg), **wire.decode(req[3], other=arg)))
+            else:
+                out = reply(getattr(resolve(req[1]), str(req[2])))
+        except Exception as e:  # noqa: BLE001 - the test side sees the exception's type name only
+            out = ["E", type(e).__name__ if type(e).__module__ == "builtins" else "Exception"]
+        wire.send_frame(6, out)
+
+
+class _Remote:
+    """A value that lives in the solution's process: calls and attributes go over the channel."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref):
+        object.__setattr__(self, "_ref", ref)
+
+    def __call__(self, *args, **kwargs):
+        return _ask(["c", self._ref, _send_value(list(args)), _send_value(kwargs)])
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _ask(["a", self._ref, name])
+
+    def __repr__(self):
+        return f"<solution object {self._ref!r}>"
+
+
+def _send_value(v):
+    def other(x):
+        if type(x) is _Remote:
+            return ["r", x._ref]
+        raise TypeError(f"cannot pass a {type(x).__name__} to the solution (plain data only)")
+
+    return wire.encode(v, other=other)
+
+
+_LIMIT = [1 << 20]
+
+
+def _exchange(req):
+    wire.send_frame(6, req)
+    reply = wire.recv_frame(5, _LIMIT[0])
+    return reply[0], reply[1:]
+
+
+def _ask(req):
+    kind, rest = _exchange(req)
+    if kind == "v":
+        return wire.decode(rest[0])
+    if kind == "h":
+        return _Remote(["h", int(rest[0])])
+    exc = getattr(builtins, str(rest[0]), None)
+    if isinstance(exc, type) and issubclass(exc, Exception):
+        raise exc("raised by the solution")
+    raise RuntimeError("the solution raised an exception")
+
+
+class _SolutionNames(dict):
+    """Builtins for the test code: a name neither the test nor Python defines is the solution's."""
+
+    def __missing__(self, name):
+        kind, rest = _exchange(["g", name])
+        if kind == "v":
+            return wire.decode(rest[0])
+        if kind == "h":
+            remote = self[name] = _Remote(["g", name])
+            return remote
+        raise NameError(f"name {name!r} is not defined")
+
+
+def _test(job):
+    _LIMIT[0] = job["max_frame"]
+    ns = {"__name__": "__test__", "__builtins__": _SolutionNames(builtins.__dict__)}
+    exec(compile(job["code"], "<test>", "exec"), ns)
+    if job.get("entry_point"):
+        ns["check"](_Remote(["g", job["entry_point"]]))
+    os.write(3, b"pass")
+
+
+_MODES = {"io": _io, "eval": _eval, "serve": _serve, "test": _test}

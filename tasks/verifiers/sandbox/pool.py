@@ -1,54 +1,74 @@
-"""Process sandbox for untrusted code: a pool of pre-started workers behind OS isolation.
+"""A thread-safe pool of pre-started sandbox workers (see ``isolation.py`` for the levels).
 
-Isolation levels, best first (``isolation="auto"`` picks the first that works here):
+``SandboxPool(workers, isolation)`` refuses to exist when the level cannot work here
+(``IsolationUnavailable``, with what to install): nothing falls back to a weaker level. A run is
+``pool.run(job, limits)`` with ``job = {"mode": "io" | "eval" | "proxy", "code": ...}``:
 
-* ``bwrap``   - bubblewrap: read-only view of only the system and Python directories, private
-  ``/tmp`` (tmpfs), no network, own PID/IPC/UTS namespaces, dies with the parent.
-* ``unshare`` - util-linux ``unshare``: no network, own PID/IPC/UTS/mount namespaces (the
-  filesystem stays visible; writes are stopped by the uid drop and the audit hook).
-* ``rlimits`` - no namespaces: resource limits, uid drop (when root) and the audit hook only.
-  Chosen with a logged warning.
+* the job, stdin, stdout, stderr and results travel as memfds handed to the worker by
+  ``SCM_RIGHTS``; the pool writes the inputs and reads the outputs itself, the worker never
+  touches their bytes (see ``worker.py``);
+* ``proxy`` runs the solution (``serve``) and the test code (``test``) as two runs in two
+  workers joined by two pipes: test-side values never enter the solution's process;
+* each run of a root pool gets a fresh uid from the worker's block (``uids.py``).
 
-Inside every level each run is a fresh fork of the worker with its own session/process group,
-wall-clock deadline and CPU limit, address-space, file-size, open-file and (with the uid drop)
-process-count limits, a throwaway working directory, capped output, and a sweep that kills and
-reaps everything the run left behind (see ``worker.py``). Every result carries the
-isolation level actually used.
+A worker that cannot start, dies, does not answer in time or reports a failed child setup is
+replaced and the run retried (``ATTEMPTS`` in all); then ``SandboxError`` is raised, never a
+silent failed test. Every reply carries the isolation level used.
 """
 
 from __future__ import annotations
 
 import atexit
-import itertools
 import json
 import os
 import queue
 import select
 import shutil
-import struct
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tasks.verifiers._base import logger
+from tasks.verifiers.sandbox import seccomp
+from tasks.verifiers.sandbox.isolation import (
+    INSTALL_HINT,
+    MIN_ENV,
+    prerequisite_problem,
+    worker_command,
+)
+from tasks.verifiers.sandbox.uids import DEFAULT_UIDS, UidBlock, UidRange, range_problem
 
-__all__ = ["ISOLATION_LEVELS", "RunLimits", "SandboxPool", "detect_isolation", "get_pool"]
+__all__ = ["ATTEMPTS", "IsolationUnavailable", "RunLimits", "SandboxError", "SandboxPool", "get_pool",
+           "isolation_problem"]
 
-ISOLATION_LEVELS = ("bwrap", "unshare", "rlimits")
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-_HDR = struct.Struct(">I")
-_uid_counter = itertools.count()
-_probe_cache: dict[str, bool] = {}
+ATTEMPTS = 3
+START_TIMEOUT = 30.0
+GRACE = 10.0
 _pools: dict[tuple, SandboxPool] = {}
 _pools_lock = threading.Lock()
+_probed: dict[tuple, str | None] = {}
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the code it ran)."""
+
+
+class IsolationUnavailable(SandboxError):
+    """The requested isolation level cannot work on this machine."""
+
+
+class _WorkerFailure(Exception):
+    pass
 
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Per-run limits (seconds, MiB, counts, bytes)."""
+    """Per-run limits (seconds, MiB, counts, bytes); ``audit`` adds the in-process hook (not a boundary)."""
 
     timeout: float = 4.0
     memory_mb: int = 512
@@ -58,103 +78,14 @@ class RunLimits:
     max_output: int = 1 << 20
     audit: bool = True
 
-    def as_job(self) -> dict[str, Any]:
-        return {
-            "timeout": float(self.timeout), "memory_mb": int(self.memory_mb), "fsize_mb": int(self.fsize_mb),
-            "nofile": int(self.nofile), "nproc": int(self.nproc), "max_output": int(self.max_output),
-            "audit": bool(self.audit),
-        }
-
-
-def _world_readable(path: str) -> bool:
-    parts = os.path.realpath(path).strip("/").split("/")
-    return all(os.stat("/" + "/".join(parts[:k])).st_mode & 0o005 == 0o005 for k in range(1, len(parts) + 1))
-
-
-def _python() -> str:
-    return os.path.realpath(sys.executable)
-
-
-def _bwrap_cmd(worker: str) -> list[str]:
-    cmd = ["bwrap", "--ro-bind", "/usr", "/usr"]
-    for d in ("bin", "lib", "lib64", "sbin", "lib32", "libx32"):
-        p = f"/{d}"
-        if os.path.islink(p):
-            cmd += ["--symlink", os.readlink(p), p]
-        elif os.path.isdir(p):
-            cmd += ["--ro-bind", p, p]
-    made: set[str] = set()
-    for p in sorted({sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(_python()))}):
-        if p.startswith("/usr"):
-            continue
-        parts = p.strip("/").split("/")
-        for k in range(1, len(parts)):  # parents bwrap would otherwise create as 0700
-            parent = "/" + "/".join(parts[:k])
-            if parent not in made:
-                made.add(parent)
-                cmd += ["--perms", "0755", "--dir", parent]
-        cmd += ["--ro-bind", p, p]
-    for p in ("/etc/ld.so.cache", "/etc/localtime"):
-        cmd += ["--ro-bind-try", p, p]
-    cmd += [
-        "--ro-bind", worker, "/opt/rlvr/worker.py",
-        "--ro-bind", os.path.join(os.path.dirname(worker), "child.py"), "/opt/rlvr/child.py",
-        "--proc", "/proc", "--dev", "/dev",
-        "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-        "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
-        "--chdir", "/tmp", _python(), "-I", "/opt/rlvr/worker.py",
-    ]
-    return cmd
-
-
-def _command(isolation: str) -> list[str]:
-    if isolation == "bwrap":
-        return _bwrap_cmd(_WORKER)
-    if isolation == "unshare":
-        return ["unshare", "--net", "--pid", "--ipc", "--uts", "--mount", "--mount-proc", "--fork",
-                "--kill-child", _python(), "-I", _WORKER]
-    return [_python(), "-I", _WORKER]
-
-
-def _probe(isolation: str) -> bool:
-    if isolation in _probe_cache:
-        return _probe_cache[isolation]
-    ok = isolation == "rlimits"
-    if not ok and shutil.which(isolation):
-        cmd = _command(isolation)
-        probe = cmd[: cmd.index("-I") + 1] + ["-c", "import socket\ntry:\n socket.create_connection(('10.255.255.1', 9), 0.5)\nexcept OSError: pass\nelse: raise SystemExit(1)"]
-        try:
-            ok = subprocess.run(probe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, timeout=20).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-    _probe_cache[isolation] = ok
-    return ok
-
-
-def detect_isolation(preferred: str = "auto") -> str:
-    """The isolation level to use: ``preferred`` if it works, else the best available one."""
-    if preferred != "auto" and preferred not in ISOLATION_LEVELS:
-        raise ValueError(f"isolation must be 'auto' or one of {ISOLATION_LEVELS}, got {preferred!r}")
-    order = ISOLATION_LEVELS if preferred == "auto" else (preferred,) + ISOLATION_LEVELS
-    for level in dict.fromkeys(order):
-        if _probe(level):
-            if level == "rlimits":
-                logger.warning(
-                    "code sandbox: no OS isolation available (install bubblewrap: apt-get install -y "
-                    "bubblewrap); falling back to resource limits, uid drop and audit hooks only")
-            elif preferred not in ("auto", level):
-                logger.warning("code sandbox: isolation %r unavailable, using %r", preferred, level)
-            return level
-    return "rlimits"  # pragma: no cover
+    def header(self) -> dict[str, Any]:
+        return {"timeout": float(self.timeout), "memory_mb": int(self.memory_mb), "fsize_mb": int(self.fsize_mb),
+                "nofile": int(self.nofile), "nproc": int(self.nproc), "audit": bool(self.audit)}
 
 
 class _Spawner:
-    """Starts workers from one long-lived daemon thread.
-
-    Workers (and bwrap's ``--die-with-parent``) use ``PR_SET_PDEATHSIG``, which fires when the
-    *thread* that started them exits, so they must not be started from short-lived threads
-    (executor threads, per-request threads)."""
+    """Starts workers from one long-lived daemon thread: ``PR_SET_PDEATHSIG`` (bwrap's
+    ``--die-with-parent``, the worker's own) fires when the *thread* that started them exits."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -183,117 +114,209 @@ class _Spawner:
 _spawner: _Spawner | None = None
 
 
-def _spawn(cmd: list[str]) -> subprocess.Popen:
+def _spawn(cmd: list[str], pass_fds: tuple[int, ...], stderr: int) -> subprocess.Popen:
     global _spawner
     with _pools_lock:
         if _spawner is None or _spawner.pid != os.getpid():
             _spawner = _Spawner()
         spawner = _spawner
     return spawner.call(lambda: subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        close_fds=True, start_new_session=True))
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=dict(MIN_ENV),
+        close_fds=True, pass_fds=pass_fds, start_new_session=True))
 
 
-def _write(stream, obj: Any) -> None:
-    data = json.dumps(obj).encode()
-    stream.write(_HDR.pack(len(data)) + data)
-    stream.flush()
+def _memfd(name: str, data: bytes = b"") -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
-def _read(stream, timeout: float) -> Any:
-    fd = stream.fileno()
-    ready, _, _ = select.select([fd], [], [], timeout)
-    if not ready:
-        raise TimeoutError("sandbox worker did not answer")
-    hdr = stream.read(_HDR.size)
-    if len(hdr) < _HDR.size:
-        raise EOFError("sandbox worker died")
-    return json.loads(stream.read(_HDR.unpack(hdr)[0]))
+def _tail(fd: int, n: int) -> bytes:
+    return os.pread(fd, n, max(0, os.fstat(fd).st_size - n))
 
 
-@dataclass
 class _Worker:
-    isolation: str
-    proc: subprocess.Popen | None = None
-    uid: int | None = None
-    runs: int = 0
-    extra: dict = field(default_factory=dict)
+    def __init__(self, isolation: str, uids: UidRange):
+        self.isolation, self.uids = isolation, uids
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.block: UidBlock | None = None
+        self.root: str | None = None
 
     def start(self) -> None:
-        root_dir = "/tmp/sbx" if self.isolation == "bwrap" else os.path.join(
-            "/tmp", f"rlvr-sandbox-{os.getpid()}-{next(_uid_counter)}")
-        self.uid = (200000 + (os.getpid() * 64 + next(_uid_counter) % 64) % 2_000_000_000) if os.geteuid() == 0 else None
-        self.proc = _spawn(_command(self.isolation))
-        prefixes = sorted({sys.base_prefix, sys.prefix}) if self.isolation == "unshare" else []
-        _write(self.proc.stdin, {"uid": self.uid, "root": root_dir, "expose_prefixes": prefixes,
-                                 "namespaced": self.isolation in ("bwrap", "unshare")})
-        hello = _read(self.proc.stdout, 30.0)
-        if not hello.get("ready"):
-            raise RuntimeError(f"sandbox worker failed to start: {hello}")
+        self.stop()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        filter_fd = _memfd("sbx-seccomp", seccomp.baseline_filter())
+        err_fd = _memfd("sbx-stderr")
+        try:
+            if self.isolation == "rlimits":  # no private /tmp: a fresh, unpredictable, root-owned directory
+                self.root = tempfile.mkdtemp(prefix="rlvr-sandbox-")
+                os.chmod(self.root, 0o711)
+            self.block = UidBlock(self.uids) if os.geteuid() == 0 else None
+            os.set_inheritable(filter_fd, True)
+            self.proc = _spawn(worker_command(self.isolation, theirs.fileno(), filter_fd),
+                               (theirs.fileno(), filter_fd), err_fd)
+            theirs.close()
+            self.sock = mine
+            mine.send(json.dumps({
+                "root": self.root, "namespaced": self.isolation != "rlimits", "run_filter": seccomp.run_filter().hex(),
+                "private_tmp": self.isolation == "unshare",
+                "expose_prefixes": sorted({sys.base_prefix, sys.prefix}) if self.isolation == "unshare" else [],
+            }).encode())
+            hello = self._recv(START_TIMEOUT)
+            if not hello.get("ready"):
+                raise _WorkerFailure(f"bad hello {hello}")
+        except (OSError, _WorkerFailure) as e:
+            detail = _tail(err_fd, 2000).decode("utf-8", "replace").strip()
+            self.stop()
+            raise _WorkerFailure(f"{self.isolation} worker did not start: {e}" + (f"; it said: {detail}" if detail else ""))
+        finally:
+            os.close(filter_fd)
+            os.close(err_fd)
+            theirs.close()
 
-    def call(self, job: dict) -> dict:
-        if self.proc is None or self.proc.poll() is not None:
+    def _recv(self, timeout: float) -> dict:
+        assert self.sock is not None
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            raise _WorkerFailure(f"no answer within {timeout:.0f} s")
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise _WorkerFailure("the worker died")
+        return json.loads(data)
+
+    def submit(self, header: dict, fds: dict[str, int]) -> None:
+        if self.proc is None or self.proc.poll() is not None or (self.block is not None and self.block.exhausted):
             self.start()
-        assert self.proc is not None
-        _write(self.proc.stdin, job)
-        reply = _read(self.proc.stdout, job["timeout"] + 10.0)
-        self.runs += 1
+        assert self.sock is not None
+        header = {**header, "uid": self.block.next() if self.block else None, "fds": list(fds)}
+        try:
+            socket.send_fds(self.sock, [json.dumps(header).encode()], list(fds.values()))
+        except OSError as e:
+            raise _WorkerFailure(f"the worker is gone ({e})") from None
+
+    def collect(self, timeout: float) -> dict:
+        reply = self._recv(timeout + GRACE)
+        if reply.get("status") == "setup_error":
+            raise _WorkerFailure(f"run setup failed: {reply.get('error')}")
         return reply
 
     def stop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
         if self.proc is not None:
             try:
-                self.proc.stdin.close()
                 self.proc.wait(timeout=2)
-            except (OSError, subprocess.SubprocessError, ValueError):
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        if self.block is not None:  # no process of its uids is left once the worker is reaped
+            self.block.release()
+            self.block = None
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+def _outputs(fds: dict[str, int], cap: int) -> dict:
+    out = os.pread(fds["stdout"], cap + 1, 0)
+    res = os.pread(fds["results"], cap + 1, 0)
+    return {"stdout": out[:cap].decode("utf-8", "replace"), "results": res[:cap].decode("utf-8", "replace"),
+            "stderr_tail": _tail(fds["stderr"], 2000).decode("utf-8", "replace"),
+            "over": len(out) > cap or len(res) > cap}
 
 
 class SandboxPool:
-    """A thread-safe pool of pre-started sandbox workers; ``run``/``run_many`` execute jobs."""
+    """Pre-started workers under one isolation level; ``run``/``run_many`` are thread-safe."""
 
-    def __init__(self, workers: int | None = None, isolation: str = "auto"):
-        self.size = max(1, workers or min(4, os.cpu_count() or 1))
-        self.isolation = detect_isolation(isolation)
+    def __init__(self, workers: int | None = None, isolation: str = "bwrap", uids: UidRange = DEFAULT_UIDS):
+        problem = prerequisite_problem(isolation) or (range_problem(uids) if os.geteuid() == 0 else None)
+        if problem:
+            raise IsolationUnavailable(problem)
+        self.isolation = isolation
+        self.size = max(2, workers or min(4, os.cpu_count() or 1))
+        self._all = [_Worker(isolation, uids) for _ in range(self.size)]
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._all = [_Worker(self.isolation) for _ in range(self.size)]
         for w in self._all:
             self._idle.put(w)
+        self._pair_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="sandbox")
-        if self.isolation == "rlimits" and os.geteuid() == 0 and not _world_readable(sys.base_prefix):
-            logger.warning("code sandbox (rlimits): %s is not readable by the unprivileged run uid; solutions "
-                           "can import only the preloaded standard-library modules", sys.base_prefix)
         self.closed = False
 
     def warm(self) -> None:
         """Start every worker now (otherwise each starts on first use)."""
         list(self._executor.map(lambda w: w.start() if w.proc is None else None, self._all))
 
-    def run(self, job: dict) -> dict:
-        """Run one job ``{"mode": "io"|"assert", "code", "stdin"|"steps", **RunLimits}``."""
+    def _take(self, n: int) -> list[_Worker]:
+        if n == 1:
+            return [self._idle.get()]
+        with self._pair_lock:
+            return [self._idle.get() for _ in range(n)]
+
+    def run(self, job: dict, limits: RunLimits) -> dict:
+        """Run one job (see the module docstring); ``SandboxError`` after ``ATTEMPTS`` sandbox failures."""
         if self.closed:
-            raise RuntimeError("sandbox pool is closed")
-        w = self._idle.get()
+            raise SandboxError("sandbox pool is closed")
+        parts = _parts(job, limits.max_output)
+        workers = self._take(len(parts))
         try:
-            reply = w.call(job)
-        except Exception as e:  # noqa: BLE001 - a dead or hung worker: replace it, fail the run
-            logger.warning("sandbox worker failed (%s); restarting it", e)
-            if w.proc is not None:
-                w.proc.kill()
-                w.proc.wait()
-                w.proc = None
-            reply = {"status": "sandbox_error", "error": repr(e)}
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    return self._attempt(workers, parts, limits)
+                except _WorkerFailure as e:
+                    logger.warning("code sandbox: %s (attempt %d of %d)", e, attempt, ATTEMPTS)
+                    for w in workers:
+                        w.stop()
+                    failure = e
+            raise SandboxError(f"code sandbox ({self.isolation}) failed {ATTEMPTS} times: {failure}. "
+                               "This is a fault of the sandbox, not of the code it ran")
         finally:
-            self._idle.put(w)
+            for w in workers:
+                self._idle.put(w)
+
+    def _attempt(self, workers: list[_Worker], parts: list[tuple[dict, bytes]], limits: RunLimits) -> dict:
+        channels = [os.pipe(), os.pipe()] if len(parts) == 2 else []  # (to solution), (to test)
+        all_fds = []
+        try:
+            fds_per = []
+            for k, (payload, stdin) in enumerate(parts):
+                fds = {name: _memfd(f"sbx-{name}", data) for name, data in
+                       (("job", json.dumps(payload).encode()), ("stdin", stdin), ("stdout", b""), ("stderr", b""),
+                        ("results", b""))}
+                if channels:  # solution reads pipe 0 and writes pipe 1; the test the other way round
+                    fds["chan_in"], fds["chan_out"] = (channels[0][0], channels[1][1]) if k == 0 else (
+                        channels[1][0], channels[0][1])
+                fds_per.append(fds)
+                all_fds += [fd for name, fd in fds.items() if not name.startswith("chan")]
+            for w, fds in zip(workers, fds_per):
+                w.submit(limits.header(), fds)
+            for r, w in channels:  # only the two runs hold the pipes now
+                os.close(r)
+                os.close(w)
+            channels = []
+            replies = [{**w.collect(limits.timeout), **_outputs(fds, limits.max_output)}
+                       for w, fds in zip(workers, fds_per)]
+        finally:
+            for fd in all_fds + [fd for pair in channels for fd in pair]:
+                os.close(fd)
+        for r in replies:
+            if r.pop("over"):
+                r["status"] = "output_limit"
+        reply = replies[-1]
+        if len(replies) == 2:
+            reply["solution_status"] = replies[0]["status"]
         reply["isolation"] = self.isolation
         return reply
 
-    def run_many(self, jobs: list[dict]) -> list[dict]:
+    def run_many(self, jobs: list[dict], limits: RunLimits) -> list[dict]:
         if len(jobs) <= 1:
-            return [self.run(j) for j in jobs]
-        return list(self._executor.map(self.run, jobs))
+            return [self.run(j, limits) for j in jobs]
+        return list(self._executor.map(lambda j: self.run(j, limits), jobs))
 
     def close(self) -> None:
         self.closed = True
@@ -302,14 +325,39 @@ class SandboxPool:
         self._executor.shutdown(wait=False)
 
 
-def get_pool(workers: int | None = None, isolation: str = "auto") -> SandboxPool:
+def _parts(job: dict, max_frame: int) -> list[tuple[dict, bytes]]:
+    """(payload, stdin) per run: one for io/eval, two (solution, test) for proxy."""
+    if job["mode"] != "proxy":
+        payload = {k: v for k, v in job.items() if k != "stdin"}
+        return [(payload, str(job.get("stdin", "")).encode())]
+    return [({"mode": "serve", "code": job["code"], "max_frame": max_frame}, b""),
+            ({"mode": "test", "code": job["test"], "entry_point": job.get("entry_point"), "max_frame": max_frame}, b"")]
+
+
+def get_pool(workers: int | None = None, isolation: str = "bwrap", uids: UidRange = DEFAULT_UIDS) -> SandboxPool:
     """The process-wide pool for these settings (created on first use, closed at exit)."""
-    key = (os.getpid(), workers, isolation)
+    key = (os.getpid(), workers, isolation, uids)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:
-            pool = _pools[key] = SandboxPool(workers, isolation)
+            pool = _pools[key] = SandboxPool(workers, isolation, uids)
         return pool
+
+
+def isolation_problem(isolation: str, uids: UidRange = DEFAULT_UIDS) -> str | None:
+    """Why ``isolation`` cannot run code on this machine (it is tried once), or None."""
+    if problem := prerequisite_problem(isolation) or (range_problem(uids) if os.geteuid() == 0 else None):
+        return problem
+    key = (os.getpid(), isolation, uids)
+    if key not in _probed:
+        try:
+            pool = get_pool(None, isolation, uids)
+            reply = pool.run({"mode": "io", "code": "print(6 * 7)"}, RunLimits(timeout=20.0))
+            _probed[key] = None if reply["stdout"] == "42\n" else f"code sandbox ({isolation}): a trial run " \
+                f"failed ({reply['status']}: {reply['stderr_tail'][-300:]!r}). {INSTALL_HINT}"
+        except SandboxError as e:
+            _probed[key] = str(e) if isinstance(e, IsolationUnavailable) else f"{e}. {INSTALL_HINT}"
+    return _probed[key]
 
 
 @atexit.register
