@@ -113,8 +113,8 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
     if trainer.accelerator.is_main_process:  # the isolation level of the rewards (and canary) that run code
-        canary = stage.monitors.reward_hacking
-        tag_stage_run(sandbox_tags(rewards + ([build_reward(canary.reward)] if canary.policy != "off" else [])))
+        hacking = stage.monitors.reward_hacking
+        tag_stage_run(sandbox_tags(rewards + ([build_reward(hacking.reward)] if hacking.policy != "off" else [])))
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
     last = _last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:
