@@ -71,7 +71,7 @@ def test_a_code_sandbox_that_cannot_run_here_is_reported_before_compute(tmp_path
     code = {"name": "code_reward", "params": {"uid_count": 1 << 22}}  # a sandbox this session has not tried
     msg = _errors({"grpo": {"stages": [{"rewards": [{"name": "math_answer_reward"}, code]}]}})
     assert "grpo.stages.0.rewards.1.params.isolation" in msg and "Creating new namespace failed" in msg
-    assert "apt-get install -y bubblewrap" in msg and "isolation: unshare or rlimits" in msg
+    assert "cannot isolate here" in msg and "isolation: unshare or rlimits" in msg
 
 
 def test_missing_source_file_names_path(tmp_path):

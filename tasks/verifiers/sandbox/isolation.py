@@ -23,12 +23,15 @@ import sys
 
 from tasks.verifiers.sandbox import seccomp
 
-__all__ = ["INSTALL_HINT", "LEVELS", "MIN_ENV", "SANDBOX_FILES", "prerequisite_problem", "worker_command"]
+__all__ = ["BROKEN_HINT", "INSTALL_HINT", "LEVELS", "MIN_ENV", "SANDBOX_FILES", "prerequisite_problem",
+           "worker_command"]
 
 LEVELS = ("bwrap", "unshare", "rlimits")
 MIN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install -y bubblewrap; `make install` does it), "
-                "or opt into a weaker level by name in the recipe: code_reward params isolation: unshare or rlimits")
+WEAKER_HINT = "or opt into a weaker level by name in the recipe: code_reward params isolation: unshare or rlimits"
+INSTALL_HINT = f"install bubblewrap (Debian/Ubuntu: apt-get install -y bubblewrap; `make install` does it), {WEAKER_HINT}"
+BROKEN_HINT = ("the level is installed but cannot isolate here (a container may forbid the namespaces it needs: "
+               f"allow them, e.g. unprivileged user namespaces or a privileged container), {WEAKER_HINT}")
 HERE = os.path.dirname(os.path.abspath(__file__))
 SANDBOX_FILES = ("worker.py", "child.py", "wire.py")
 TMPFS_BYTES = 256 << 20

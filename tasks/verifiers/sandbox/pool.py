@@ -35,12 +35,7 @@ from typing import Any
 
 from tasks.verifiers._base import logger
 from tasks.verifiers.sandbox import seccomp
-from tasks.verifiers.sandbox.isolation import (
-    INSTALL_HINT,
-    MIN_ENV,
-    prerequisite_problem,
-    worker_command,
-)
+from tasks.verifiers.sandbox.isolation import BROKEN_HINT, MIN_ENV, prerequisite_problem, worker_command
 from tasks.verifiers.sandbox.uids import DEFAULT_UIDS, UidBlock, UidRange, range_problem
 
 __all__ = ["ATTEMPTS", "IsolationUnavailable", "RunLimits", "SandboxError", "SandboxPool", "get_pool",
@@ -354,9 +349,9 @@ def isolation_problem(isolation: str, uids: UidRange = DEFAULT_UIDS) -> str | No
             pool = get_pool(None, isolation, uids)
             reply = pool.run({"mode": "io", "code": "print(6 * 7)"}, RunLimits(timeout=20.0))
             _probed[key] = None if reply["stdout"] == "42\n" else f"code sandbox ({isolation}): a trial run " \
-                f"failed ({reply['status']}: {reply['stderr_tail'][-300:]!r}). {INSTALL_HINT}"
+                f"failed ({reply['status']}: {reply['stderr_tail'][-300:]!r}); {BROKEN_HINT}"
         except SandboxError as e:
-            _probed[key] = str(e) if isinstance(e, IsolationUnavailable) else f"{e}. {INSTALL_HINT}"
+            _probed[key] = str(e) if isinstance(e, IsolationUnavailable) else f"{e}; {BROKEN_HINT}"
     return _probed[key]
 
 
