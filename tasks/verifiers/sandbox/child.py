@@ -68,12 +68,14 @@ def _lock_down(header, fds, status_w, workdir, seccomp):
     os.closerange(STATUS_FD + 1, 1 << 20)
     os.chdir(workdir)
     cpu = int(header["timeout"]) + 1
+    uid = header.get("uid")
     limits = [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_AS, header["memory_mb"] << 20),
               (resource.RLIMIT_FSIZE, header["fsize_mb"] << 20), (resource.RLIMIT_NOFILE, header["nofile"]),
-              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, header["nproc"])]
+              (resource.RLIMIT_CORE, 0)]
+    if uid is not None:  # counted per uid: only meaningful for the run's own uid
+        limits.append((resource.RLIMIT_NPROC, header["nproc"]))
     for which, soft, *hard in limits:
         resource.setrlimit(which, (soft, hard[0] if hard else soft))
-    uid = header.get("uid")
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
