@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tasks.modeling import load_model
 from tasks.recipe import SamplingSettings
-from tasks.verifiers import build_reward
+from tasks.tracking import tag_stage_run
+from tasks.verifiers import build_reward, sandbox_tags
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def judge(verifier: str, rows: list[dict], prompts: list[list[dict]], samples: l
     """Whether each sample is correct: the verifier scores it 1.0 against its row's columns
     (canonical columns and metadata, as GRPO hands dataset columns to the reward)."""
     reward = build_reward(verifier)
+    tag_stage_run(sandbox_tags([reward]))  # the isolation level, when the verifier runs code
     merged = [{**r.get("metadata", {}), **{k: v for k, v in r.items() if k != "metadata"}}
               for r, group in zip(rows, samples) for _ in group]
     keys = {k for m in merged for k in m} - {"prompts", "completions"}
