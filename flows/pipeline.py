@@ -17,7 +17,7 @@ from tasks.eval.promote import evaluation_refs, promote_checkpoint
 from tasks.eval.report import headline_metrics
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
-from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
+from tasks.tracking import StageOutput, configure_tracking, flatten, run_liveness, ui_link
 
 
 @task(name="promote-model")
@@ -54,7 +54,8 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
     content, so an unchanged re-run finishes in seconds and a changed GRPO setting re-runs only
     GRPO and evaluation."""
     configure_tracking(recipe.tracking)
-    with mlflow.start_run(run_name=f"pipeline-{recipe.name}", tags={**prefect_tags(), "stage": "pipeline"}) as run:
+    with (mlflow.start_run(run_name=f"pipeline-{recipe.name}", tags={**prefect_tags(), "stage": "pipeline"}) as run,
+          run_liveness(recipe.tracking, run.info.run_id)):
         # An exception leaves this run (and the failing stage's child run) FAILED.
         pid = run.info.run_id
         mlflow.log_params(flatten(recipe.model_dump(mode="json"), "recipe."))

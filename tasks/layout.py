@@ -10,6 +10,7 @@
         plots/                 PNG training curves
         grpo.jsonl, sft.jsonl, eval.jsonl, quarantine.jsonl    curated splits (data, difficulty)
         samples.jsonl          evaluation samples
+    <tracking.runs_dir>/stages/<stage>/<key>.lock   held while a run produces the directory
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def model_dir(stage_dir: str | Path) -> Path:
 def split_file(data_dir: str | Path, split: str) -> Path:
     """`<split>.jsonl` of a data stage directory (one of SPLITS, or QUARANTINE)."""
     return Path(data_dir) / f"{split}.jsonl"
+
+
+def lock_file(stage_dir: str | Path) -> Path:
+    """Beside the stage directory (not in it): held by the run producing it (tasks.locking)."""
+    return Path(stage_dir).with_name(Path(stage_dir).name + ".lock")
 
 
 def is_finished(stage_dir: str | Path) -> bool:

@@ -11,17 +11,19 @@ and other runs read as the stage's reference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, model_dir, stage_path
+from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
+from tasks.locking import file_lock, is_held
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
 from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
@@ -59,9 +61,11 @@ def set_embedded_env() -> None:
 
 
 def tracking_uri(cfg: TrackingSection) -> str:
+    """The recipe's store; by default sqlite beside the runs, waiting up to a minute for a
+    concurrent writer instead of failing with "database is locked" after sqlite's 5 s."""
     if cfg.tracking_uri:
         return cfg.tracking_uri
-    return f"sqlite:///{Path(cfg.runs_dir).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{Path(cfg.runs_dir).resolve() / 'mlflow.db'}?timeout=60"
 
 
 def configure_tracking(cfg: TrackingSection) -> str:
@@ -71,16 +75,51 @@ def configure_tracking(cfg: TrackingSection) -> str:
     set_embedded_env()
     Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    exp = mlflow.get_experiment_by_name(cfg.experiment)
-    if exp is not None:
-        exp_id = exp.experiment_id
-    elif cfg.tracking_uri:
-        exp_id = mlflow.create_experiment(cfg.experiment)
-    else:  # keep artifacts beside the sqlite store, not in the current directory
-        root = (Path(cfg.runs_dir).resolve() / "mlartifacts").as_uri()
-        exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=root)
+    # Two runs creating one fresh sqlite store (its tables) or one experiment at once collide
+    # ("table ... already exists"): one at a time, the second finds them made.
+    with file_lock(Path(cfg.runs_dir).resolve() / "mlflow.lock"):
+        exp = mlflow.get_experiment_by_name(cfg.experiment)
+        if exp is not None:
+            exp_id = exp.experiment_id
+        elif cfg.tracking_uri:
+            exp_id = mlflow.create_experiment(cfg.experiment)
+        else:  # keep artifacts beside the sqlite store, not in the current directory
+            root = (Path(cfg.runs_dir).resolve() / "mlartifacts").as_uri()
+            exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=root)
     mlflow.set_experiment(experiment_id=exp_id)
+    end_dead_runs(exp_id)
     return exp_id
+
+
+#: Run tag: the lock file its process holds while the run is open (tasks.locking).
+LIVENESS_TAG = "rlvr.lock"
+
+
+def end_dead_runs(experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process that is gone (SIGKILL, a lost machine) end KILLED: their
+    liveness lock is free. A killed stage's run is continued by the next attempt at it."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    dead = [r.info.run_id for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+            if r.data.tags.get(LIVENESS_TAG) and not is_held(r.data.tags[LIVENESS_TAG])]
+    for run_id in dead:
+        client.set_tag(run_id, "killed", "its process ended without closing the run (found by a later run)")
+        client.set_terminated(run_id, status="KILLED")
+        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED", run_id)
+    return dead
+
+
+@contextlib.contextmanager
+def run_liveness(cfg: TrackingSection, run_id: str) -> Iterator[None]:
+    """Hold a lock naming `run_id` while the run is open, so a later run can tell it died."""
+    import mlflow
+
+    path = Path(cfg.runs_dir).resolve() / "live" / f"{run_id}.lock"
+    with file_lock(path):
+        mlflow.set_tag(LIVENESS_TAG, str(path))
+        yield
+    path.unlink(missing_ok=True)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ :]")
@@ -138,13 +177,20 @@ def run_stage(
     run's datasets; a `model/` directory the body writes is logged as the run's checkpoint
     (unless `tracking.log_checkpoints` is off).
     """
+    out_dir = stage_dir(recipe, stage, key)
+    # One producer per stage directory: a concurrent run of the same recipe waits, then reuses.
+    with file_lock(lock_file(out_dir), waiting=f"{stage}: another run is producing {out_dir}"):
+        if is_finished(out_dir):
+            cached = read_output(out_dir).model_copy(update={"cached": True})
+            log.info("%s: reusing finished outputs %s (MLflow run %s)", stage, out_dir, cached.run_id)
+            return cached
+        return _produce(recipe, stage, key, out_dir, body, parent_run_id, params, tags, inputs)
+
+
+def _produce(recipe: Recipe, stage: str, key: str, out_dir: Path, body, parent_run_id, params, tags,
+             inputs) -> StageOutput:
     import mlflow
 
-    out_dir = stage_dir(recipe, stage, key)
-    if is_finished(out_dir):
-        cached = read_output(out_dir).model_copy(update={"cached": True})
-        log.info("%s: reusing finished outputs %s (MLflow run %s)", stage, out_dir, cached.run_id)
-        return cached
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_and_pin(recipe.seed)
     run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **provenance(recipe.seed), **(tags or {})}
@@ -153,6 +199,7 @@ def run_stage(
                           parent_run_id=None if resume_id else parent_run_id,
                           tags=None if resume_id else run_tags,
                           nested=mlflow.active_run() is not None) as run:
+        mlflow.set_tag(LIVENESS_TAG, str(lock_file(out_dir)))  # held by run_stage meanwhile
         (out_dir / RUN_ID_FILE).write_text(run.info.run_id)
         if not resume_id:
             mlflow.log_params(flatten(redact(params or {})))
