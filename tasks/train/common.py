@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from tasks.layout import CHECKPOINTS_DIR
@@ -50,13 +51,34 @@ def without_hub_token(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k != "hub_token"}
 
 
+def _complete(checkpoint: Path) -> bool:
+    """The trainer writes trainer_state.json last: a checkpoint without a readable one, naming
+    its own step, was cut off while being written (a kill, a full disk)."""
+    import json
+
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return checkpoint.name == f"checkpoint-{state.get('global_step')}"
+
+
 def last_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` a killed attempt left, so a retry resumes instead of restarting."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete `checkpoint-N` a killed attempt left, so a retry resumes instead of
+    restarting; a newer one cut off mid-write is set aside (never resumed from)."""
+    import re
 
     if not Path(output_dir).is_dir():
         return None
-    last = get_last_checkpoint(output_dir)
-    if last:
-        log.info("resuming from %s", last)
-    return last
+    found = sorted((int(m[1]), p) for p in Path(output_dir).iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, path in reversed(found):
+        if _complete(path):
+            log.info("resuming from %s", path)
+            return str(path)
+        aside = path.with_name(f"incomplete-{path.name}")
+        log.warning("%s was cut off while being written: set aside as %s", path, aside.name)
+        if aside.exists():
+            shutil.rmtree(aside)
+        path.rename(aside)
+    return None
