@@ -35,7 +35,7 @@ from tasks.data.cold_start import ColdStartPicker, format_completion
 from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
-from tasks.data.sources import iter_source_rows, prompt_messages, read_jsonl
+from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
 from tasks.layout import QUARANTINE, SPLITS, split_file
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash
@@ -310,6 +310,7 @@ def data_key(recipe) -> str:
     # A vanished file still gets a key, so the stage itself fails (and says so in its MLflow run).
     files = [file_digest(s.name) if Path(s.name).is_file() else f"missing:{s.name}"
              for s in [*data.sources, *benchmarks.values()] if s.kind in ("jsonl", "parquet", "csv")]
+    files += [hf_fingerprint(s) for s in [*data.sources, *benchmarks.values()] if s.kind == "hf"]
     uses_model = data.max_prompt_tokens or (data.cold_start.mode == "rejection_sampling"
                                             and data.cold_start.teacher == "policy")
     settings = data.model_dump(mode="json", exclude={"difficulty"})  # the pass-rate filter runs in GRPO

@@ -25,6 +25,7 @@ import numpy as np
 
 from tasks.data.synthetic import generate
 from tasks.recipe import Source
+from tasks.tracking import file_digest
 from tasks.verifiers.math import extract_final_answer
 
 CANONICAL = ("id", "source", "family", "question", "messages", "answer", "reasoning")
@@ -76,10 +77,38 @@ def _read_csv(path: str) -> Iterator[dict]:
             yield {k: (v if v != "" else None) for k, v in row.items()}
 
 
-def _read_hf(src: Source) -> Iterator[dict]:
-    from datasets import load_dataset  # needs hub access; never used in tests
+def _on_disk(src: Source) -> bool:
+    """An hf source given as a directory written by `Dataset.save_to_disk`."""
+    return (Path(src.name) / "state.json").is_file()
 
-    yield from load_dataset(src.name, src.config, split=src.split, streaming=src.streaming)
+
+def _load_hf(src: Source):
+    from datasets import load_dataset, load_from_disk
+
+    if _on_disk(src):
+        return load_from_disk(src.name)
+    return load_dataset(src.name, src.config, split=src.split, streaming=src.streaming, revision=src.revision)
+
+
+def _read_hf(src: Source) -> Iterator[dict]:
+    yield from _load_hf(src)  # a hub id needs hub access (or its cache, offline)
+
+
+def hf_fingerprint(src: Source) -> str:
+    """What identifies an hf source's data, for the data stage's cache key, so new upstream data
+    re-curates: the files of a saved directory, a pinned revision, else the loaded dataset's
+    fingerprint (datasets derives it from the revision it resolved) or, streamed, the hub's
+    current commit."""
+    if _on_disk(src):
+        files = sorted(p for p in Path(src.name).rglob("*") if p.is_file())
+        return "disk:" + ",".join(f"{p.name}={file_digest(p)}" for p in files)
+    if src.revision:
+        return f"revision:{src.revision}"
+    if src.streaming:
+        from huggingface_hub import HfApi
+
+        return "sha:" + HfApi().dataset_info(src.name).sha
+    return "fingerprint:" + _load_hf(src)._fingerprint
 
 
 def _raw_rows(src: Source, index: int, seed: int) -> Iterator[dict]:

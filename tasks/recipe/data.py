@@ -28,6 +28,8 @@ class Source(Section):
     config: str | None = Field(None, description="hf: the dataset configuration (subset) name.")
     split: str = Field("train", description="hf: the split to read.")
     streaming: bool = Field(False, description="hf: iterate the dataset without downloading it whole first.")
+    revision: str | None = Field(None, description="hf: the dataset revision (a commit sha pins it). Empty: the "
+                                                   "newest; curation re-runs when it changes upstream.")
     weight: float = Field(1.0, gt=0, le=1, description="Share of this source's rows to keep in the mixture "
                                                        "(each row kept with this probability, seeded).")
 

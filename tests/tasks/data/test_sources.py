@@ -148,3 +148,29 @@ def test_typed_columns_of_parquet_are_quarantined_or_kept_as_text(tmp_path):
     assert [r["reason"] for r in bad] == ["bad type: question is int 1, expected text",
                                          "bad type: question is int 2, expected text"]
     assert bad[0]["metadata"]["blob"] == "\x00\ufffd" and bad[0]["metadata"]["when"].startswith("2026-01-01")
+
+
+def test_hf_sources_are_keyed_by_their_data_so_new_upstream_rows_recurate(tmp_path):
+    """A `kind: hf` source (here a dataset saved to disk, no network): its data stage key
+    follows the data, so a scheduled retraining after an upstream update re-curates."""
+    from datasets import Dataset
+
+    from tasks.data.curate import data_key
+    from tasks.recipe_checks import load_recipe
+    from tests.conftest import CONFIGS
+
+    rows = [{"question": f"Compute {i}+1.", "answer": f"#### {i + 1}"} for i in range(12)]
+    path = tmp_path / "hub-copy"
+    Dataset.from_list(rows).save_to_disk(str(path))
+    src = f"data.sources=[{{kind: hf, name: '{path}', answer_format: gsm8k}}]"
+    recipe = load_recipe(CONFIGS / "tiny.yaml", [src, "data.eval_size=2", "data.sft_size=4"])
+    first = data_key(recipe)
+    assert data_key(recipe) == first  # stable while the data is unchanged
+    [r] = list(iter_source_rows(recipe.data.sources[0], 0, 0))[:1]
+    assert r["question"] == "Compute 0+1." and r["answer"] == "1"
+    Dataset.from_list(rows + [{"question": "Compute 9+9.", "answer": "#### 18"}]).save_to_disk(str(tmp_path / "v2"))
+    import shutil
+
+    shutil.rmtree(path)
+    shutil.copytree(tmp_path / "v2", path)
+    assert data_key(recipe) != first
