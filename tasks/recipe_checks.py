@@ -54,8 +54,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                                       f"{k!r} is not an index (use 0..{len(node) - 1})")
                 i = int(k)
                 if not 0 <= i < len(node):
-                    raise RecipeError(f"override {path}: {here} has {len(node)} entr{'y' if len(node) == 1 else 'ies'} "
-                                      f"(indices 0..{len(node) - 1}), no index {i}")
+                    raise RecipeError(f"override {path}: {here} has indices 0..{len(node) - 1}, no index {i}")
                 if last:
                     node[i] = _parse_value(value)
                 else:

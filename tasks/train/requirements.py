@@ -1,7 +1,7 @@
 """What TRL accepts but no run can use, and what a recipe needs from this machine.
 
     problems = value_problems(recipe)          # learning_rate <= 0, steps/lengths <= 0, ...
-    problems = environment_problems(recipe)    # vLLM, DeepSpeed, CUDA for bf16/fp16/FSDP
+    problems = environment_problems(recipe)    # vLLM, CUDA for bf16/fp16/FSDP (DeepSpeed: launch.py)
 
 Both run at validate time on the merged trainer settings (preset < typed settings <
 `trainer:`), so a value set through the pass-through map is checked like a typed one.
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tasks.recipe import Recipe
-from tasks.train.launch import DEEPSPEED_INSTALL
 from tasks.train.presets import stage_trainer_fields
 
 GPU_INSTALL = "pip install -e '.[gpu]' on a CUDA machine"
@@ -95,16 +94,15 @@ def _accelerate_type(launcher) -> str | None:
 
 def environment_problems(recipe: Recipe) -> list[str]:
     """Packages and devices the training stages need that this machine lacks, each with the
-    install hint (evaluation's vLLM backend is checked with the benchmarks)."""
+    install hint (evaluation's vLLM backend is checked with the benchmarks, a DeepSpeed launcher
+    config with the launchers)."""
     problems = []
-    has = {name: importlib.util.find_spec(name) is not None for name in ("vllm", "deepspeed")}
+    has_vllm = importlib.util.find_spec("vllm") is not None
     cuda = _cuda()
     for where, fields, launcher in _trainer_maps(recipe):
-        if fields.get("use_vllm") and not has["vllm"]:
+        if fields.get("use_vllm") and not has_vllm:
             problems.append(f"{where}.use_vllm: vLLM is not installed here ({GPU_INSTALL}), "
                             "or set use_vllm: false to generate with transformers")
-        if fields.get("deepspeed") and not has["deepspeed"]:
-            problems.append(f"{where}.deepspeed: DeepSpeed is not installed here ({DEEPSPEED_INSTALL})")
         for flag in ("bf16", "fp16"):
             if fields.get(flag) and not cuda:
                 problems.append(f"{where}.{flag}: needs a CUDA device and none is visible here "
