@@ -24,10 +24,26 @@ OVERRIDES = ["sft.max_steps=12", "sft.trainer.save_steps=3", "grpo.stages.0.max_
              "grpo.stages.0.checkpoint_every=2", "evaluation.samples=1"]
 
 
-def _start(tmp_path: Path, runs: Path, attempt: int) -> tuple[subprocess.Popen, Path]:
+# Widens the moment a checkpoint is half-written (model and optimizer saved, RNG state and
+# trainer_state.json not yet) to seconds, so the SIGKILL lands inside it every time.
+SLOW_CHECKPOINT = """
+import runpy, sys, time
+import transformers.trainer as t
+save_rng = t.Trainer._save_rng_state
+def slow(self, output_dir):
+    time.sleep(60)
+    save_rng(self, output_dir)
+t.Trainer._save_rng_state = slow
+sys.argv = ["rlvr", *sys.argv[1:]]
+runpy.run_module("tasks.ops.cli", run_name="__main__")
+"""
+
+
+def _start(tmp_path: Path, runs: Path, attempt: int, slow_checkpoint: bool = False) -> tuple[subprocess.Popen, Path]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
-    args = [sys.executable, "-m", "tasks.ops.cli", "run", str(CONFIGS / "tiny.yaml"), "--set", f"tracking.runs_dir={runs}"]
+    entry = ["-c", SLOW_CHECKPOINT] if slow_checkpoint else ["-m", "tasks.ops.cli"]
+    args = [sys.executable, *entry, "run", str(CONFIGS / "tiny.yaml"), "--set", f"tracking.runs_dir={runs}"]
     for o in OVERRIDES:
         args += ["--set", o]
     log = tmp_path / f"attempt-{attempt}.log"
@@ -67,13 +83,11 @@ def test_sigkill_mid_sft_mid_checkpoint_and_mid_grpo_then_resume(tmp_path):
     sft_run = (sft_dir / "mlflow_run_id").read_text()
     assert not (sft_dir / "result.json").exists()
 
-    # 2. killed while SFT writes checkpoint-6 (its directory exists, its trainer_state.json not yet)
-    proc, log2 = _start(tmp_path, runs, 2)
+    # 2. killed while SFT writes checkpoint-6 (model and optimizer written, trainer_state.json not yet)
+    proc, log2 = _start(tmp_path, runs, 2, slow_checkpoint=True)
     ck6 = _checkpoint(runs, "sft", 6)
-    _kill_when(proc, lambda: ck6.is_dir() and not (ck6 / "trainer_state.json").exists())
-    mid_write = not (ck6 / "trainer_state.json").exists()
-    if not mid_write:  # the write finished within the kill's latency: leave what a kill mid-write leaves
-        (ck6 / "trainer_state.json").unlink()
+    _kill_when(proc, lambda: (ck6 / "scheduler.pt").is_file())
+    assert (ck6 / "model.safetensors").is_file() and not (ck6 / "trainer_state.json").exists()
     log2_text = log2.read_text()
     assert "data: reusing finished outputs" in log2_text and re.search(r"resuming from \S+checkpoint-3\b", log2_text)
 
@@ -103,4 +117,3 @@ def test_sigkill_mid_sft_mid_checkpoint_and_mid_grpo_then_resume(tmp_path):
     assert [r for r in every if r.info.status == "RUNNING"] == []
     pipelines = sorted(r.info.status for r in every if r.data.tags.get("stage") == "pipeline")
     assert pipelines == ["FINISHED", "KILLED", "KILLED", "KILLED"]
-    print(f"checkpoint-6 killed mid-write: {mid_write}")
