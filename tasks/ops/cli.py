@@ -14,7 +14,7 @@ import warnings
 
 from tasks.data.sources import read_jsonl
 from tasks.eval.compare import compare_url, comparison_table, format_table, pipeline_runs, plot_runs
-from tasks.ops.stack import Stack, StackError, describe, run_until_stopped
+from tasks.ops.stack import Stack, StackError, describe, migrate_embedded_prefect, run_until_stopped
 from tasks.recipe import RecipeError
 from tasks.recipe_checks import load_recipe
 from tasks.redact import redact_logs, secret_values
@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.recipe}: valid", file=sys.stderr)
         return 0
     set_embedded_env()
+    migrate_embedded_prefect()
     from flows.pipeline import pipeline_flow
 
     summary = pipeline_flow(recipe)

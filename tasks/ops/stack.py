@@ -24,6 +24,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from tasks.locking import file_lock
 from tasks.recipe import Recipe
 from tasks.tracking import EMBEDDED_ENV, tracking_uri
 
@@ -291,3 +292,21 @@ def describe(urls: dict) -> str:
         f"  logs         {urls['logs']}",
         f"  CLI          export PREFECT_API_URL={urls['prefect']}/api",
     ])
+
+
+def migrate_embedded_prefect() -> None:
+    """Without a Prefect server (PREFECT_API_URL unset) each `rlvr run` starts a temporary one on
+    the database in PREFECT_HOME; runs started together would migrate a fresh database at once
+    and one fails ("Online migration expected to match one row"). The first migrates it while
+    the others wait for the lock (then find it current in a fraction of a second)."""
+    import asyncio
+
+    from prefect.server.database import provide_database_interface
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url:
+        return
+    with file_lock(Path(settings.home) / "rlvr-migrate.lock", waiting="another run is migrating the Prefect database"):
+        asyncio.run(provide_database_interface().create_db())
+
