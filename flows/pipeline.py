@@ -54,8 +54,8 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
     content, so an unchanged re-run finishes in seconds and a changed GRPO setting re-runs only
     GRPO and evaluation."""
     configure_tracking(recipe.tracking)
-    with (mlflow.start_run(run_name=f"pipeline-{recipe.name}", tags={**prefect_tags(), "stage": "pipeline"}) as run,
-          run_liveness(recipe.tracking, run.info.run_id)):
+    with (run_liveness(recipe.tracking) as alive,  # held until after the run ends
+          mlflow.start_run(run_name=f"pipeline-{recipe.name}", tags={**prefect_tags(), "stage": "pipeline", **alive}) as run):
         # An exception leaves this run (and the failing stage's child run) FAILED.
         pid = run.info.run_id
         mlflow.log_params(flatten(recipe.model_dump(mode="json"), "recipe."))

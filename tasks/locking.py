@@ -40,16 +40,21 @@ def file_lock(path: str | Path, waiting: str | None = None) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def is_held(path: str | Path) -> bool:
-    """Whether some live process (this one included) holds the lock on `path`."""
+@contextlib.contextmanager
+def try_lock(path: str | Path) -> Iterator[bool]:
+    """Hold the lock on `path` if no live process holds it (this one included): yields whether
+    it got it. A missing file means its holder is gone: True."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
-        return False
+        yield True
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)
-    return False

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
-from tasks.locking import file_lock, is_held
+from tasks.locking import file_lock, try_lock
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
 from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
@@ -97,28 +97,35 @@ LIVENESS_TAG = "rlvr.lock"
 
 def end_dead_runs(experiment_id: str) -> list[str]:
     """Runs left RUNNING by a process that is gone (SIGKILL, a lost machine) end KILLED: their
-    liveness lock is free. A killed stage's run is continued by the next attempt at it."""
+    liveness lock is free (taken here while the status is read again, so a run that finishes
+    meanwhile is left alone). A killed stage's run is continued by the next attempt at it."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    dead = [r.info.run_id for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
-            if r.data.tags.get(LIVENESS_TAG) and not is_held(r.data.tags[LIVENESS_TAG])]
-    for run_id in dead:
-        client.set_tag(run_id, "killed", "its process ended without closing the run (found by a later run)")
-        client.set_terminated(run_id, status="KILLED")
-        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED", run_id)
+    dead = []
+    for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        lock = r.data.tags.get(LIVENESS_TAG)
+        if not lock:
+            continue
+        with try_lock(lock) as free:
+            if not free or client.get_run(r.info.run_id).info.status != "RUNNING":
+                continue
+            client.set_tag(r.info.run_id, "killed", "its process ended without closing the run (found by a later run)")
+            client.set_terminated(r.info.run_id, status="KILLED")
+        dead.append(r.info.run_id)
+        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED", r.info.run_id)
     return dead
 
 
 @contextlib.contextmanager
-def run_liveness(cfg: TrackingSection, run_id: str) -> Iterator[None]:
-    """Hold a lock naming `run_id` while the run is open, so a later run can tell it died."""
-    import mlflow
+def run_liveness(cfg: TrackingSection) -> Iterator[dict[str, str]]:
+    """A lock held while a run is open (enter it before the run starts, leave it after the run
+    ends), so a later run can tell the run died; yields the run tag naming it."""
+    import uuid
 
-    path = Path(cfg.runs_dir).resolve() / "live" / f"{run_id}.lock"
+    path = Path(cfg.runs_dir).resolve() / "live" / f"{uuid.uuid4().hex}.lock"
     with file_lock(path):
-        mlflow.set_tag(LIVENESS_TAG, str(path))
-        yield
+        yield {LIVENESS_TAG: str(path)}
     path.unlink(missing_ok=True)
 
 
