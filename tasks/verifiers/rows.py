@@ -60,6 +60,10 @@ def column_problems(where: str, rewards: list[Reward], rows: list[dict]) -> list
     problems = []
     fields = [row_fields(r) for r in rows]
     for reward in rewards:
+        routed = getattr(reward, "by_family", None)  # family_reward: check each family's verifier
+        if routed:
+            present = {f.get("family") for f in fields}
+            problems += column_problems(where, [r for fam, r in routed.items() if fam in present], rows)
         mine = [f for f in fields if reward.applies(f.get("family"))]
         if not mine:
             families = sorted({str(f.get("family")) for f in fields})

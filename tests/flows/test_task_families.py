@@ -44,3 +44,17 @@ def test_a_family_recipe_trains_and_evaluates_with_every_reward_scored(recipe_na
     assert f"rewards/{recipe.grpo.stages[0].rewards[0].name}/{family}/mean" in grpo
     ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
     assert 0.0 <= ev["heldout/pass_at_1"] <= 1.0
+    assert f"heldout/{family}/pass_at_1" in ev
+
+
+def test_a_mixture_scores_each_family_with_its_own_verifiers_and_reports_each(prefect_server, tmp_path):
+    recipe, client, children = _run("tiny-mixture", tmp_path)
+    _assert_every_reward_scored(recipe, client, children)
+    grpo = client.get_run(children["grpo-stage-1"].info.run_id).data.metrics
+    for reward, family in [("math_answer_reward", "math"), ("equation_reward", "countdown"),
+                           ("code_reward", "code")]:
+        assert f"rewards/{reward}/{family}/mean" in grpo
+        others = {"math", "countdown", "code"} - {family}
+        assert not any(f"rewards/{reward}/{o}/mean" in grpo for o in others)  # routed: None elsewhere
+    ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
+    assert {f"heldout/{f}/pass_at_1" for f in ("math", "countdown", "code")} <= set(ev)

@@ -50,3 +50,12 @@ def test_a_reward_missing_its_column_is_an_error_naming_reward_column_and_stage(
 def test_a_reward_for_a_family_the_rows_lack_is_an_error():
     problems = column_problems("s", [build_reward("equation_reward")], [MATH])
     assert problems and "countdown" in problems[0] and "math" in problems[0]
+
+
+def test_family_reward_routes_each_row_to_its_family_verifier_and_checks_their_columns():
+    texts = ["<think>1+2</think><answer>3</answer>", "<think>x</think><answer>2*3+4</answer>"]
+    reward = build_reward("family_reward")
+    assert reward(completions=texts, **reward_columns([MATH, COUNTDOWN])) == [1.0, 1.0]
+    assert reward(completions=texts, **reward_columns([COUNTDOWN, MATH])) == [0.0, 0.0]
+    problems = column_problems("s", [reward], [MATH, {**COUNTDOWN, "metadata": {}}])
+    assert problems and "equation_reward" in problems[0] and "'numbers'" in problems[0]
