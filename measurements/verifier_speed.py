@@ -1,13 +1,15 @@
-"""Verifier speed benchmark (issue 3 targets on 2 cores).
+"""Verifier speed benchmark (targets on 2 cores).
 
-* math_answer_reward, GSM8K-style numeric answers: >= 1,500 completions/s
-* math_answer_reward, LaTeX answers (MATH-style):  >= 500 completions/s
-* code_reward, small programs in the sandbox:      >= 100 sandboxed test runs/s
+* math_answer_reward, GSM8K-style numeric answers:         >= 1,500 completions/s
+* math_answer_reward, LaTeX answers (synthetic):           >= 500 completions/s
+* math_answer_reward, the MATH-like mix of 500 answers:    >= 2,000 checks/s (math_mix.py)
+* code_reward, small programs sandboxed under bubblewrap:  >= 200 test runs/s (io + assert tests)
 
 Completions go through the TRL reward call (``reward(prompts=..., completions=..., answer=...)``)
 in GRPO-shaped batches (``--group`` completions per prompt). Every completion is a distinct
-string, half right and half wrong, and all parse caches are cleared before each timing, so the
-numbers do not come from caching repeated inputs. GSM8K is read from the shared data folder
+string, half right and half wrong, and all parse caches are cleared (and the math-verify worker
+processes replaced by fresh ones) before each timing, so the numbers do not come from caching
+repeated inputs. GSM8K is read from the shared data folder
 (``--gsm8k``); synthetic GSM8K-like rows are used when it is absent.
 
     python measurements/verifier_speed.py [--quick] [--json out.json]
@@ -26,16 +28,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.verifiers import build_reward, latex_fast
+from measurements.math_mix import math_mix
+from tasks.verifiers import build_reward, latex_parse, mv_pool
 from tasks.verifiers import math as vmath
 
-TARGETS = {"math_numeric_per_s": 1500, "math_latex_per_s": 500, "code_test_runs_per_s": 100}
+TARGETS = {"math_numeric_per_s": 1500, "math_latex_per_s": 500, "math_mix_per_s": 2000, "code_test_runs_per_s": 200}
 
 
 def _clear_caches() -> None:
-    vmath._parse_gold.cache_clear()
-    vmath._parse_pred.cache_clear()
-    latex_fast.parse_latex.cache_clear()
+    vmath._gold_ok.cache_clear()
+    latex_parse.parse_latex.cache_clear()
+    pool = mv_pool.get_pool()
+    for slot in pool._all:  # fresh worker processes: their math-verify caches start empty
+        slot.kill()
+    pool.ask_many([["gold", str(k)] for k in range(pool.size)])  # fork them now, outside the timing
 
 
 def _batches(prompts, completions, golds, batch):
@@ -64,32 +70,40 @@ def gsm8k_rows(path: Path, limit: int, rng: random.Random):
     return rows[:limit]
 
 
-def bench_math_numeric(n: int, group: int, data: Path, rng: random.Random):
-    rows = gsm8k_rows(data, max(1, n // group), rng)
+GSM8K_STYLES = ("<think>\n{body}\nCheck {k}.\n</think>\n<answer>{ans}</answer>",
+                "<think>\n{body}\n</think>\nSo the answer is $\\boxed{{{ans}}}$ (try {k}).",
+                "{body} [{k}]\n#### {ans}", "<think>{body} ({k})</think><answer>\\${ans}</answer>")
+LATEX_STYLES = ("<think>\n{body}\n</think>\n<answer>$\\boxed{{{ans}}}$</answer>",
+                "<think>\n{body}\n</think>\nThe answer is $\\boxed{{{ans}}}$.", "<think>{body}</think><answer>{ans}</answer>")
+
+
+def _bench_answers(cases: list[dict], group: int, styles: tuple[str, ...], label: str):
+    """``group`` completions per case (``prompt``, ``body``, ``gold``, ``right``/``wrong`` forms),
+    half right, all distinct strings, scored through the TRL call and timed."""
     prompts, completions, golds, expect = [], [], [], []
-    for r in rows:
-        body, gold = r["answer"].rsplit("####", 1)
-        gold = gold.strip()
+    for case in cases:
         for k in range(group):
             right = k % 2 == 0
-            ans = gold if right else str(int(vmath.parse_number(gold)[0]) + rng.randint(1, 50))
-            style = k % 4
-            if style == 0:
-                text = f"<think>\n{body.strip()}\nCheck {k}.\n</think>\n<answer>{ans}</answer>"
-            elif style == 1:
-                text = f"<think>\n{body.strip()}\n</think>\nSo the answer is $\\boxed{{{ans}}}$ (try {k})."
-            elif style == 2:
-                text = f"{body.strip()} [{k}]\n#### {ans}"
-            else:
-                text = f"<think>{body.strip()} ({k})</think><answer>\\${ans}</answer>"
-            prompts.append(r["question"])
-            completions.append(text)
-            golds.append(gold)
+            forms = case["right"] if right else case["wrong"]
+            body = f"{case['body']} (attempt {k})"
+            completions.append(styles[k % len(styles)].format(body=body, k=k, ans=forms[k // 2 % len(forms)]))
+            prompts.append(case["prompt"])
+            golds.append(case["gold"])
             expect.append(1.0 if right else 0.0)
-    reward = build_reward("math_answer_reward")
-    rate, scores = _time_reward(reward, prompts, completions, golds, batch=group * 8)
-    assert scores == expect, "math numeric benchmark: wrong scores"
+    rate, scores = _time_reward(build_reward("math_answer_reward"), prompts, completions, golds, batch=group * 8)
+    bad = [(c, g) for c, g, s, e in zip(completions, golds, scores, expect) if s != e]
+    assert not bad, f"math {label} benchmark: wrong scores, e.g. {bad[:3]}"
     return rate, len(completions)
+
+
+def bench_math_numeric(n: int, group: int, data: Path, rng: random.Random):
+    cases = []
+    for r in gsm8k_rows(data, max(1, n // group), rng):
+        body, gold = r["answer"].rsplit("####", 1)
+        value = int(vmath.parse_number(gold.strip())[0])
+        cases.append({"prompt": r["question"], "body": body.strip(), "gold": gold.strip(), "right": [gold.strip()],
+                      "wrong": [str(value + rng.randint(1, 50)) for _ in range(group)]})
+    return _bench_answers(cases, group, GSM8K_STYLES, "numeric")
 
 
 def _latex_case(rng: random.Random):
@@ -114,32 +128,27 @@ def _latex_case(rng: random.Random):
 
 
 def bench_math_latex(n: int, group: int, rng: random.Random):
-    prompts, completions, golds, expect = [], [], [], []
-    for i in range(max(1, n // group)):
-        gold, rights, wrong = _latex_case(rng)
-        for k in range(group):
-            right = k % 2 == 0
-            ans = rights[k // 2 % len(rights)] if right else wrong
-            text = f"<think>\nProblem {i}, attempt {k}: simplify step by step.\n</think>\n<answer>$\\boxed{{{ans}}}$</answer>"
-            prompts.append(f"problem {i}")
-            completions.append(text)
-            golds.append(gold)
-            expect.append(1.0 if right else 0.0)
-    reward = build_reward("math_answer_reward")
-    rate, scores = _time_reward(reward, prompts, completions, golds, batch=group * 8)
-    bad = [(c, g) for c, g, s, e in zip(completions, golds, scores, expect) if s != e]
-    assert not bad, f"math latex benchmark: wrong scores, e.g. {bad[:3]}"
-    return rate, len(completions)
+    cases = [{"prompt": f"problem {i}", "body": f"Problem {i}: simplify step by step.", "gold": gold, "right": rights,
+              "wrong": [wrong]} for i, (gold, rights, wrong) in enumerate(_latex_case(rng) for _ in range(max(1, n // group)))]
+    return _bench_answers(cases, group, LATEX_STYLES, "latex")
+
+
+def bench_math_mix(group: int):
+    """The MATH-like mix: every one of its 500 golds, ``group`` completions each (half right)."""
+    cases = [{"prompt": f"problem {i}", "body": f"Problem {i}: work it out.", "gold": it["gold"], "right": it["right"],
+              "wrong": it["wrong"]} for i, it in enumerate(math_mix())]
+    return _bench_answers(cases, group, LATEX_STYLES, "MATH-like mix")
 
 
 def bench_math_fallback(n: int, group: int, rng: random.Random):
-    """Informational: answers only math-verify can judge (percent, equations, units, complex)."""
+    """Informational: answers only math-verify (in its worker processes) can judge."""
     prompts, completions, golds = [], [], []
     for i in range(max(1, n // group)):
         a, c = rng.randint(2, 99), rng.randint(2, 99)
         gold, right, wrong = rng.choice([
-            (f"{a}\\%", f"{a}\\%", f"{a + 1}\\%"), (f"x = {a}", f"x={a}", f"x = {c + a}"),
-            (f"{a}\\text{{ cm}}", f"{a} \\text{{cm}}", f"{a + c}\\text{{ cm}}"), (f"{a}+{c}i", f"{c}i+{a}", f"{a}-{c}i"),
+            (f"{a}+{c}\\sqrt{{-1}}", f"{c}\\sqrt{{-1}}+{a}", f"{a}-{c}\\sqrt{{-1}}"),
+            (f"\\log_{{2}} {a}", f"\\log_2 {a}", f"\\log_{{2}} {a + 1}"),
+            (f"{a}e^{{2}}", f"{a} e^2", f"{a + 1}e^{{2}}"), (f"\\binom{{{a}}}{{2}}", str(a * (a - 1) // 2), str(a)),
         ])
         for k in range(group):
             completions.append(f"<think>attempt {k} of {i}</think><answer>{right if k % 2 == 0 else wrong}</answer>")
@@ -150,27 +159,37 @@ def bench_math_fallback(n: int, group: int, rng: random.Random):
     return rate, len(completions)
 
 
-def bench_code(n: int, workers: int, isolation: str = "auto"):
-    programs = [
-        ("```python\nimport sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n```", "io"),
-        ("```python\ndef solve(xs):\n    return sorted(xs)[len(xs) // 2]\n```", "assert"),
-    ]
+PROGRAMS = {
+    "io": "```python\nimport sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n```",
+    "assert": "```python\ndef solve(xs):\n    return sorted(xs)[len(xs) // 2]\n```",
+    "proxy": "```python\ndef solve(xs):\n    return sorted(xs)[len(xs) // 2]\n```",
+}
+
+
+def _code_tests(kind: str, i: int, per_row: int) -> list[dict]:
+    if kind == "io":
+        return [{"type": "io", "input": f"{i} {j}\n", "output": f"{i + j}\n"} for j in range(per_row)]
+    if kind == "assert":
+        return [{"type": "assert", "code": f"assert solve([{i}, {j}, {i + j + 1}]) == {max(i, j)}"} for j in range(per_row)]
+    return [{"type": "assert", "entry_point": "solve", "code": (  # HumanEval shape: judged in its own process
+        f"def check(candidate):\n    for k in range(3):\n        xs = [{i}, {j}, {i + j + 1} + k]\n"
+        "        assert candidate(xs) == sorted(xs)[1]\n")} for j in range(per_row)]
+
+
+def bench_code(n: int, workers: int, isolation: str, kinds: tuple[str, ...]):
+    """Sandboxed test runs per second for rows of ``kinds`` tests (4 tests a row)."""
     completions, tests = [], []
     per_row = 4
     for i in range(max(1, n // per_row)):
-        code, kind = programs[i % 2]
-        if kind == "io":
-            rows = [{"type": "io", "input": f"{i} {j}\n", "output": f"{i + j}\n"} for j in range(per_row)]
-        else:
-            rows = [{"type": "assert", "code": f"assert solve([{i}, {j}, {i + j + 1}]) == {max(i, j)}"} for j in range(per_row)]
-        completions.append(f"<think>simple</think>\n{code}")
-        tests.append(rows)
+        kind = kinds[i % len(kinds)]
+        completions.append(f"<think>simple</think>\n{PROGRAMS[kind]}")
+        tests.append(_code_tests(kind, i, per_row))
     reward = build_reward("code_reward", {"timeout_s": 4.0, "workers": workers, "isolation": isolation})
     reward(completions=completions[:2], tests=tests[:2])  # start the pool (not timed: one-off)
     t = time.perf_counter()
     scores = reward(completions=completions, tests=tests)
     rate = sum(len(t_) for t_ in tests) / (time.perf_counter() - t)
-    assert all(s is not None and s > 0 for s in scores), "code benchmark: failing runs"
+    assert all(s == 1.0 for s in scores), "code benchmark: failing runs"
     return rate, sum(len(t_) for t_ in tests), reward.stats["isolation"]
 
 
@@ -179,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke)")
     ap.add_argument("--group", type=int, default=8, help="completions per prompt (GRPO num_generations)")
     ap.add_argument("--workers", type=int, default=0, help="sandbox workers (0 = auto)")
-    ap.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "unshare", "rlimits"],
+    ap.add_argument("--isolation", default="bwrap", choices=["bwrap", "unshare", "rlimits"],
                     help="sandbox isolation level for the code benchmark")
     ap.add_argument("--gsm8k", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k")
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -192,15 +211,21 @@ def main(argv=None) -> int:
     results.update(math_numeric_per_s=round(rate), math_numeric_n=n)
     rate, n = bench_math_latex(int(4000 * scale), args.group, rng)
     results.update(math_latex_per_s=round(rate), math_latex_n=n)
+    rate, n = bench_math_mix(args.group)
+    results.update(math_mix_per_s=round(rate), math_mix_n=n)
     rate, n = bench_math_fallback(int(400 * scale), args.group, rng)
     results.update(math_fallback_only_per_s=round(rate), math_fallback_only_n=n)
-    rate, n, iso = bench_code(int(1200 * scale), args.workers, args.isolation)
+    rate, n, iso = bench_code(int(1200 * scale), args.workers, args.isolation, ("io", "assert"))
     results.update(code_test_runs_per_s=round(rate), code_test_runs_n=n, code_isolation=iso)
+    rate, n, _ = bench_code(int(400 * scale), args.workers, args.isolation, ("proxy",))
+    results.update(code_proxy_test_runs_per_s=round(rate), code_proxy_test_runs_n=n)
     ok = all(results[k] >= v for k, v in TARGETS.items())
     for k, v in TARGETS.items():
         print(f"{k:24s} {results[k]:>8}  (target >= {v})  {'OK' if results[k] >= v else 'BELOW TARGET'}")
     print(f"{'math_fallback_only_per_s':24s} {results['math_fallback_only_per_s']:>8}  (informational: "
           "answers only math-verify can judge)")
+    print(f"{'code_proxy_test_runs_per_s':24s} {results['code_proxy_test_runs_per_s']:>8}  (informational: "
+          "HumanEval-style check(candidate) tests, two sandboxed processes each)")
     print(f"sandbox isolation: {results['code_isolation']}; cpus: {results['cpus']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -248,3 +248,14 @@ def stage_run_id() -> str | None:
 
     run = mlflow.active_run()
     return os.environ.get("MLFLOW_RUN_ID") or (run.info.run_id if run else None)
+
+
+def tag_stage_run(tags: dict[str, str]) -> None:
+    """Set ``tags`` on the stage's MLflow run (``stage_run_id``), when there is one."""
+    run_id = stage_run_id() if tags else None
+    if run_id:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        for k, v in tags.items():
+            client.set_tag(run_id, k, v)

@@ -18,6 +18,25 @@ CONFIGS = REPO / "configs"
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k"
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process whose ancestry reaches ``pid`` (sandbox workers and what runs leave)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    parent[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except OSError:
+                pass
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.update(kids)
+        todo += kids
+    return out
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect API (temporary SQLite database) for every flow test of the session."""

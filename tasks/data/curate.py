@@ -40,6 +40,7 @@ from tasks.layout import QUARANTINE, SPLITS, split_file
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash
 from tasks.tracking import file_digest, log_jsonl_dataset
+from tasks.verifiers.code_tests import tests_problem
 from tasks.verifiers.math import gold_is_parseable
 
 __all__ = ["curate", "data_key", "format_completion", "log_splits", "prompt_messages", "read_split"]
@@ -106,7 +107,11 @@ def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = N
         return "missing or empty question"
     if "\ufffd" in q:
         return "bad encoding: replacement characters in question"
-    if not row.get("answer"):
+    if row.get("family") == "code":  # judged by its tests, not by a gold answer
+        meta = row.get("metadata")
+        if problem := tests_problem((json.loads(meta) if isinstance(meta, str) else meta or {}).get("tests")):
+            return f"bad tests: {problem}"
+    elif not row.get("answer"):
         return "missing gold answer"
     if row.get("family") == "math" and not gold_is_parseable(row["answer"]):
         return f"unparseable gold answer: the math verifier cannot read {row['answer'][:80]!r}"

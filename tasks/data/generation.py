@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tasks.modeling import load_model
 from tasks.recipe import SamplingSettings
-from tasks.verifiers import build_reward
+from tasks.tracking import tag_stage_run
+from tasks.verifiers import build_reward, sandbox_tags
 from tasks.verifiers.rows import repeat_columns, reward_columns
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def judge(verifier: str, rows: list[dict], prompts: list[list[dict]], samples: l
     """Whether each sample is correct: the verifier scores it 1.0 against its row's columns
     (`tasks.verifiers.rows.reward_columns`: the columns GRPO hands the reward)."""
     reward = build_reward(verifier)
+    tag_stage_run(sandbox_tags([reward]))  # the isolation level, when the verifier runs code
     columns = repeat_columns(reward_columns(rows), [len(group) for group in samples])
     scores = reward(prompts=[p for p, group in zip(prompts, samples) for _ in group],
                     completions=[c for group in samples for c in group], **columns)

@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from tasks.recipe import Benchmark, EvaluationSection, did_you_mean
-from tasks.verifiers import build_reward, extract_final_answer, verifier_problems
+from tasks.tracking import tag_stage_run
+from tasks.verifiers import build_reward, extract_final_answer, sandbox_tags, verifier_problems
 from tasks.verifiers.rows import repeat_columns, reward_columns
 
 SAMPLES_FILTER = "samples"  # our filter's name; left out of metric names
@@ -86,6 +87,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def verifier_scorer(verifier: str, params: dict, columns: dict):
     """An lm-eval `process_results` hook scoring every sample of a prompt with a registered verifier."""
     reward = build_reward(verifier, params)
+    tag_stage_run(sandbox_tags([reward]))  # the isolation level, when the verifier runs code
     extract = {k: params[k] for k in ("prefilled_think", "think_tag", "answer_tag") if k in params}
     q_col, a_col = columns.get("question", "question"), columns.get("answer", "answer")
 

@@ -21,7 +21,7 @@ from typing import Any
 from tasks.data.curate import prompt_messages, read_split
 from tasks.layout import PLOTS_DIR, model_dir
 from tasks.recipe import GRPOStage, Recipe, StageData, stable_hash
-from tasks.tracking import stage_run_id
+from tasks.tracking import stage_run_id, tag_stage_run
 from tasks.train.common import last_checkpoint, trainer_defaults
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 from tasks.train.plots import plot_training_curves
@@ -33,7 +33,7 @@ from tasks.train.presets import (
     stage_trainer_fields,
     vllm_settings,
 )
-from tasks.verifiers import build_reward
+from tasks.verifiers import build_reward, sandbox_tags
 from tasks.verifiers.rows import column_problems, reward_columns
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,9 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
         dynamic_sampling=dynamic_sampling_for(stage), callbacks=callbacks)
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
+    if trainer.accelerator.is_main_process:  # the isolation level of the rewards (and canary) that run code
+        hacking = stage.monitors.reward_hacking
+        tag_stage_run(sandbox_tags(rewards + ([build_reward(hacking.reward)] if hacking.policy != "off" else [])))
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
     last = last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:

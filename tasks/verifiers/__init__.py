@@ -13,6 +13,7 @@ from typing import Any
 from tasks.recipe.base import did_you_mean
 from tasks.verifiers._base import Reward, _pick, column, completion_text
 from tasks.verifiers.code import CodeReward
+from tasks.verifiers.code_tests import tests_problem
 from tasks.verifiers.equation import EquationReward
 from tasks.verifiers.format import FormatReward, TagCountReward
 from tasks.verifiers.language import LanguageConsistencyReward
@@ -59,6 +60,12 @@ class FamilyReward(Reward):
     def required_columns(self) -> list[str]:
         return []  # each family's verifier checks its own (tasks.verifiers.rows.column_problems)
 
+    def sandbox_isolation(self) -> str | None:
+        return next((lvl for r in self.by_family.values() if (lvl := r.sandbox_isolation())), None)
+
+    def runtime_problem(self) -> str | None:
+        return next((p for r in self.by_family.values() if (p := r.runtime_problem())), None)
+
     def score_batch(self, texts, prompts, kwargs):
         families = column(kwargs, "family", len(texts))
         out: list[float | None] = [None] * len(texts)
@@ -96,13 +103,22 @@ def build_reward(name: str, params: dict | None = None) -> Reward:
 
 def verifier_problems(where: str, name: str, params: dict | None = None, params_at: str | None = None) -> list[str]:
     """The one check of a verifier reference in a recipe (stage rewards, data verifier, canary,
-    benchmarks): [] when `build_reward(name, params)` works, else one message at `where` (an
-    unknown name, with the closest valid one) or at `params_at` (a bad parameter)."""
+    benchmarks): [] when `build_reward(name, params)` works and can run here, else one message at
+    `where` (an unknown name, with the closest valid one) or at `params_at` (a bad parameter, or a
+    level of isolation this machine cannot give), so the problem shows before any compute."""
     try:
-        build_reward(name, params)
+        reward = build_reward(name, params)
     except (ValueError, TypeError) as e:
         return [f"{where if name not in REWARDS else params_at or where}: {e}"]
+    if problem := reward.runtime_problem():  # e.g. no sandbox for code_reward
+        return [f"{params_at or where}: {problem}"]
     return []
+
+
+def sandbox_tags(rewards: list[Reward]) -> dict[str, str]:
+    """MLflow tags for a stage that runs these rewards: ``sandbox.isolation`` when any runs code."""
+    levels = sorted({lvl for r in rewards if (lvl := r.sandbox_isolation())})
+    return {"sandbox.isolation": ",".join(levels)} if levels else {}
 
 
 def reward_param_names(name: str) -> set[str]:
@@ -117,5 +133,8 @@ __all__ = [
     "completion_text",
     "extract_final_answer",
     "reward_param_names",
+    "verifier_problems",
+    "sandbox_tags",
     "score_math_answer",
+    "tests_problem",
 ]

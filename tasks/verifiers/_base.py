@@ -129,6 +129,14 @@ class Reward:
     def _validate(self) -> None:
         """Check parameter values; raise ``ValueError`` with a clear message on bad values."""
 
+    def runtime_problem(self) -> str | None:
+        """Why this reward cannot run on this machine (recipe validation reports it), or None."""
+        return None
+
+    def sandbox_isolation(self) -> str | None:
+        """The isolation level this reward runs untrusted code under; None when it runs none."""
+        return None
+
     def _fail(self, msg: str) -> None:
         raise ValueError(f"{self.name}: {msg}")
 

@@ -54,7 +54,7 @@ def numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
 
 
 # ---------------------------------------------------------------- text answers
-_TEXT_GOLD_RE = re.compile(r"^[A-Za-z][A-Za-z .,'()\-]*$")
+_TEXT_GOLD_RE = re.compile(r"^\(?[A-Za-z][A-Za-z .,'()\-]*$")
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox|mathbf|textit)\s*\{([^{}]*)\}")
 
 
@@ -73,7 +73,7 @@ def norm_text(s: str) -> str:
 
 
 def is_text_answer(gold: str) -> bool:
-    """Whether a gold answer is text (``Paris``, ``\\text{yes}``, a choice letter ``B`` / ``(C)``).
+    """Whether a gold answer is text (``Paris``, ``\\text{yes}``, a choice letter ``B`` / ``(C)`` / ``\\text{(C)}``).
 
     A single lowercase letter (``x``) is left to the math path, where it is a variable."""
     g = _strip_text_cmds(gold).strip()

@@ -7,14 +7,15 @@ itself and says "undecided" (``None``) for everything else, which then goes to m
 Subset: integers and decimals, ``+ - * /``, ``\\cdot \\times \\div``, implicit multiplication,
 ``^`` with integer or braced exponents, ``\\frac \\dfrac \\tfrac`` (also ``\\frac12``),
 ``\\sqrt`` and ``\\sqrt[n]``, ``\\pi``, ``\\sin \\cos \\tan \\ln``, single-letter variables
-(not ``e`` or ``i``), ``\\infty`` as a whole element, and bracketed containers: tuples
-``(a, b)``, intervals ``[a, b)`` etc. and sets ``\\{a, b\\}``.
+(not ``e``; ``i`` only where it is linear, as the imaginary unit of ``a + bi``), ``\\infty`` as a whole element, bracketed containers: tuples
+``(a, b)``, intervals ``[a, b)`` etc. and sets ``\\{a, b\\}``, and bare lists ``a, b``.
 
 Values are exact ``Fraction``s wherever possible; irrational parts become floats. Expressions
 with variables are compared at three fixed rational points of mixed sign (polynomial identity
 testing; a negative point keeps ``\\sqrt{y^2}`` apart from ``y``). Containers: tuples compare
 element-wise, sets by mutual coverage (order and duplicates ignored), intervals by endpoints and
-closure (closure at an infinite end is ignored); other mixes are left to math-verify.
+closure (closure at an infinite end is ignored), bare lists like sets (as math-verify does); a
+number never equals a tuple or interval; other mixes are left to math-verify.
 Decision rule for two scalars: both exact -> equal iff exactly equal; otherwise equal when the
 relative difference is < 1e-12 at every point, different when it is > 1e-6 at some point
 (> 1e-5 when only one side is written with a decimal point), else undecided. Exponents and
@@ -28,7 +29,7 @@ from fractions import Fraction
 
 from tasks.verifiers.latex_parse import Unsupported, parse_latex
 
-__all__ = ["fast_equal", "parse_latex"]
+__all__ = ["fast_equal", "interval_ends", "parse_latex"]
 
 _POINTS = [Fraction(17, 7), Fraction(-29, 11), Fraction(41, 13)]  # mixed signs: sqrt(y^2) != y
 _MAX_BITS = 4096
@@ -173,10 +174,11 @@ def _covers(xs, ys, decimals_differ, variables) -> bool | None:
 def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
     if a[0] != "box" and b[0] != "box":
         return _scalar_equal(a, b, decimals_differ, variables)
-    if a[0] != "box" or b[0] != "box":
-        return None
+    if a[0] != "box" or b[0] != "box":  # a number is never a pair, a triple or an interval
+        box = a if a[0] == "box" else b
+        return False if box[1] in _INTERVALS and len(box[2]) >= 2 else None
     (_, ka, xs), (_, kb, ys) = a, b
-    if ka == kb == "set":  # duplicates allowed: {1, 2, 2} == {1, 2}
+    if ka == kb and ka in ("set", "bare"):  # duplicates allowed: {1, 2, 2} == {1, 2}; "1, 2" == "2, 1"
         first = _covers(xs, ys, decimals_differ, variables)
         if first is not True:
             return first
@@ -216,3 +218,18 @@ def fast_equal(pred: str, gold: str) -> bool | None:
         return _equal(pn, gn, gdec != pdec, gv)
     except (Unsupported, OverflowError, ValueError, ZeroDivisionError, TypeError, RecursionError):
         return None
+
+
+def interval_ends(s: str) -> tuple[float, float] | None:
+    """``(lo, hi)`` of a constant interval ``[a, b)`` etc. with ``lo < hi`` (infinite ends allowed), else None."""
+    parsed = parse_latex(s)
+    if parsed is None or parsed[1]:
+        return None
+    node = parsed[0]
+    if node[0] != "box" or node[1] not in _INTERVALS or len(node[2]) != 2:
+        return None
+    try:
+        lo, hi = _point(node[2][0], frozenset()), _point(node[2][1], frozenset())
+    except (Unsupported, OverflowError, ValueError, ZeroDivisionError, TypeError, RecursionError):
+        return None
+    return (lo, hi) if lo is not None and hi is not None and lo < hi else None

@@ -46,7 +46,7 @@ def _tokenize(s: str) -> list[str]:
         tok = m.group(m.lastindex)
         if m.lastindex == 2 and tok not in _COMMANDS:
             raise Unsupported
-        if m.lastindex == 3 and tok in "ei":
+        if m.lastindex == 3 and tok == "e":
             raise Unsupported
         out.append(tok)
         pos = m.end()
@@ -76,7 +76,13 @@ class _Parser:
         if tok in _OPEN_CLOSE and self._is_container():
             node = self.container()
         else:
-            node = self.expr()
+            node = self.element()
+            if self.peek() == ",":  # a bare list "1, 2, 3"
+                elems = [node]
+                while self.peek() == ",":
+                    self.take()
+                    elems.append(self.element())
+                node = ("box", "bare", elems)
         if self.peek() is not None:
             raise Unsupported
         return node
@@ -224,9 +230,30 @@ def parse_latex(s: str):
     try:
         p = _Parser(_tokenize(s))
         node = p.top()
+        variables = frozenset(_variables(node))
+        if "i" in variables and _i_degree(node) > 1:
+            raise Unsupported  # i^2, i*i, 1/i: i is the imaginary unit, not a variable, there
     except (Unsupported, ValueError, ZeroDivisionError, RecursionError):
         return None
-    return node, frozenset(_variables(node)), p.has_decimal
+    return node, variables, p.has_decimal
+
+
+def _i_degree(node) -> int:
+    """Degree in ``i`` (99: not a polynomial of degree <= 1). With degree <= 1 on both sides,
+    comparing as polynomials in a variable ``i`` is comparing complex numbers ``a + bi``."""
+    kind = node[0]
+    if kind == "var":
+        return int(node[1] == "i")
+    if kind == "box":
+        return max([_i_degree(x) for x in node[2]] + [0])
+    kids = [_i_degree(x) for x in node[1:] if isinstance(x, tuple)]
+    if kind in ("neg", "add"):
+        return max(kids)
+    if kind == "mul":
+        return sum(kids)
+    if kind == "div":
+        return kids[0] if kids[1] == 0 else 99
+    return 99 if any(kids) else 0  # num, pi, pow, root, fn
 
 
 def _variables(node) -> set[str]:

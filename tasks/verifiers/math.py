@@ -12,23 +12,23 @@ Extraction (``extract_answers`` / ``extract_final_answer``):
 * Every candidate found must match the gold answer: a completion that states several
   different final answers scores 0.
 
-Checking (``answers_match``): a fast exact path for plain numbers (integers, decimals,
-thousands separators, ``a/b`` and ``\\frac{a}{b}``, leading ``$``), normalised string
-comparison for text answers, the fast LaTeX evaluator of ``latex_fast`` for common
-expressions/tuples/intervals/sets (it answers only when the comparison is clear), and
-math-verify for everything else (percentages, equations, matrices, unusual LaTeX). Parsed
-answers are cached.
-math-verify's signal-based timeouts are used only on the main thread with no alarm pending;
-in worker threads they are disabled and risky inputs (exponent towers, huge integers,
-big factorials, very long answers) are compared as strings only.
+Checking (``answers_match`` / ``answers_match_many``), every step bounded:
+
+* in this process: an exact path for plain numbers (integers, decimals, thousands separators,
+  ``a/b`` and ``\\frac{a}{b}``, leading ``$``), normalised string comparison for text answers,
+  and the fast LaTeX evaluator (``latex_forms`` over ``latex_fast``: expressions, tuples,
+  intervals, sets, lists, degrees, percentages, bases, equations, matrices), which answers only
+  when the comparison is clear and bounds its input sizes, exponents and integers;
+* else math-verify, only ever in worker processes (``mv_pool``): each comparison is killed
+  after ``mv_pool.TIMEOUT_S`` and scores 0, so sympy never holds this process's GIL; risky
+  shapes (exponent towers, huge integers and factorials, integrals, very long answers) score 0
+  before reaching it. Both kinds are counted (``notes``; the reward logs them).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import signal
-import threading
 from fractions import Fraction
 from typing import Any
 
@@ -40,20 +40,24 @@ from tasks.verifiers.answer_norm import (
     numbers_equal,
     parse_number,
 )
-from tasks.verifiers.latex_fast import fast_equal, parse_latex
+from tasks.verifiers.latex_forms import forms_equal
+from tasks.verifiers.latex_parse import parse_latex
+from tasks.verifiers.mv_pool import TIMED_OUT
+from tasks.verifiers.mv_pool import get_pool as get_mv_pool
 
 __all__ = [
     "MathAnswerReward",
     "answers_match",
+    "answers_match_many",
     "extract_answers",
     "extract_final_answer",
     "extract_gold",
     "parse_number",
     "score_math_answer",
+    "score_math_answers",
 ]
 
 MAX_ANSWER_CHARS = 512
-MV_TIMEOUT_S = 5
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")
@@ -157,91 +161,98 @@ def _clean(s: str) -> str:
     return s
 
 
-# ---------------------------------------------------------------- math-verify path
+# ---------------------------------------------------------------- checking
 _RISKY_RE = re.compile(
-    r"\^\s*\{[^{}]*\^|\^\s*\(?[^{}\s]*\^|\d{40,}|\^\s*\{?\s*\d{4,}|\d{4,}\s*!|\\(?:int|sum|prod|lim)"
+    r"\^\s*\{[^{}]*\^|\^\s*\(?[^{}\s]*\^|\d{40,}|\^\s*\{?\s*\d{5,}|\d{4,}\s*!|\\(?:int|sum|prod|lim)"
 )
+_EXPONENT_RE = re.compile(r"\^\s*\{?\s*\(?\s*-?(\d+)")
 
 
-def _timeouts_ok() -> bool:
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    try:
-        return signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - non-POSIX
-        return False
-
-
-def _mv_parse(s: str) -> list:
-    from math_verify import parse
-
-    return parse(f"${s}$", parsing_timeout=MV_TIMEOUT_S if _timeouts_ok() else None)
-
-
-@functools.lru_cache(maxsize=16384)
-def _parse_gold(gold: str) -> tuple:
-    """math-verify parse of the gold; empty when nothing but the raw string came back."""
-    parsed = tuple(_mv_parse(gold))
-    return parsed if any(not isinstance(x, str) for x in parsed) else ()
-
-
-@functools.lru_cache(maxsize=16384)
-def _parse_pred(pred: str) -> tuple:
-    return tuple(_mv_parse(pred))
-
-
-def _mv_verify(gold_parsed: tuple, pred_parsed: tuple) -> bool:
-    from math_verify import verify
-
-    try:
-        return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=MV_TIMEOUT_S if _timeouts_ok() else None))
-    except Exception:  # noqa: BLE001 - a crash in sympy is a non-match, never a pass
-        logger.debug("math-verify failed", exc_info=True)
-        return False
-
-
-def gold_is_parseable(gold: Any) -> bool:
-    """Whether ``gold`` can be checked at all (numbers, text, or something math-verify parses)."""
-    g = extract_gold(gold)
-    if g is None:
-        return False
-    if parse_number(g) is not None or is_text_answer(g) or parse_latex(g) is not None:
+def _risky(p: str) -> bool:
+    """Shapes that can make sympy slow (towers, huge integers and factorials, integrals, ...)."""
+    if _RISKY_RE.search(p):
         return True
-    return len(_parse_gold(g)) > 0
+    big = [int(e) for e in _EXPONENT_RE.findall(p) if int(e) >= 100]
+    return len(big) >= 2 or bool(big and p.count("^") >= 2)
 
 
-def answers_match(pred: str | None, gold: Any) -> bool | None:
-    """Whether the extracted answer ``pred`` equals ``gold``; ``None`` if gold cannot be parsed."""
-    g = extract_gold(gold)
-    if g is None:
-        return None
-    if pred is None:
-        return False if gold_is_parseable(g) else None
-    p = _clean(pred)
+def _fast(p: str, g: str) -> bool | None:
+    """The in-process, bounded checks: exact numbers, text answers, identical strings, LaTeX forms."""
     gnum = parse_number(g)
     if gnum is not None:
         pnum = parse_number(p)
         if pnum is not None:
             return numbers_equal(pnum, gnum)
-        stripped = TEXT_UNITS_RE.sub("", p)  # "18 dollars", "18 \text{ cm}"
+        stripped = TEXT_UNITS_RE.sub("", p)  # "18 dollars", "18 \\text{ cm}"
         if stripped != p and (pnum := parse_number(stripped)) is not None:
             return numbers_equal(pnum, gnum)
     if is_text_answer(g):
         return bool(p) and norm_text(p) == norm_text(g)
     if p == g:
         return True
-    fast = fast_equal(p, g)
-    if fast is not None:
-        return fast
-    gp = _parse_gold(g)
-    if not gp:
-        return None
-    if not p or len(p) > max(MAX_ANSWER_CHARS, 4 * len(g)) or _RISKY_RE.search(p):
-        return False
-    pp = _parse_pred(p)
-    if not pp:
-        return False
-    return _mv_verify(gp, pp)
+    return forms_equal(p, g)
+
+
+@functools.lru_cache(maxsize=16384)
+def _gold_ok(g: str) -> bool:
+    if parse_number(g) is not None or is_text_answer(g) or parse_latex(g) is not None or forms_equal(g, g):
+        return True
+    return get_mv_pool().ask(["gold", g]) is True
+
+
+def gold_is_parseable(gold: Any) -> bool:
+    """Whether ``gold`` can be checked at all (numbers, text, or something math-verify parses)."""
+    g = extract_gold(gold)
+    return g is not None and _gold_ok(g)
+
+
+def _note(notes: dict | None, key: str) -> None:
+    if notes is not None:
+        notes[key] = notes.get(key, 0) + 1
+
+
+def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None = None) -> list[bool | None]:
+    """``answers_match`` for many pairs; the math-verify ones run in parallel worker processes.
+
+    ``notes`` (a dict) counts ``refused`` (risky answers scored 0 before sympy) and ``timeouts``
+    (comparisons killed after ``mv_pool.TIMEOUT_S``)."""
+    out: list[bool | None] = [None] * len(pairs)
+    pending: dict[tuple[str, str], list[int]] = {}
+    for i, (pred, gold) in enumerate(pairs):
+        g = extract_gold(gold)
+        if g is None:
+            continue
+        if pred is None:
+            out[i] = False if _gold_ok(g) else None
+            continue
+        p = _clean(pred)
+        out[i] = _fast(p, g)
+        if out[i] is not None:
+            continue
+        if not _gold_ok(g):
+            continue
+        if not p or len(p) > max(MAX_ANSWER_CHARS, 4 * len(g)) or _risky(p):
+            _note(notes, "refused")
+            out[i] = False
+            continue
+        pending.setdefault((p, g), []).append(i)
+    if pending:
+        results = get_mv_pool().ask_many([["eq", p, g] for p, g in pending])
+        for idx, r in zip(pending.values(), results):
+            if r == TIMED_OUT:
+                _note(notes, "timeouts")
+                r = False
+            for i in idx:
+                out[i] = r
+    return out
+
+
+def answers_match(pred: str | None, gold: Any, notes: dict | None = None) -> bool | None:
+    """Whether the extracted answer ``pred`` equals ``gold``; ``None`` if gold cannot be parsed.
+
+    Bounded: the fast checks run here; anything else goes to math-verify in a worker process
+    that is killed after ``mv_pool.TIMEOUT_S``; risky shapes score False without reaching it."""
+    return answers_match_many([(pred, gold)], notes)[0]
 
 
 def derivation_chars(text: str, prompt: Any = None, *, think_tag: str = "think") -> int:
@@ -256,6 +267,36 @@ def derivation_chars(text: str, prompt: Any = None, *, think_tag: str = "think")
     if prompt is not None and compact and compact in "".join(prompt_text(prompt).split()):
         return 0
     return len(compact)
+
+
+def _candidates(text: str, gold: Any, opts: dict, prompt: Any) -> tuple[str | None, list[str] | None]:
+    """(gold, distinct candidates) of one completion; candidates None when it scores 0 outright."""
+    g = extract_gold(gold)
+    if g is None or not gold_is_parseable(g):
+        return None, None
+    cands = extract_answers(text, think_tag=opts.get("think_tag", "think"), answer_tag=opts.get("answer_tag", "answer"),
+                            prefilled_think=opts.get("prefilled_think", False))
+    need = opts.get("min_derivation_chars", 0)
+    if not cands or (need > 0 and derivation_chars(text, prompt, think_tag=opts.get("think_tag", "think")) < need):
+        return g, None
+    return g, list(dict.fromkeys(cands))
+
+
+def score_math_answers(texts: list[str], golds: list, prompts: list | None = None, notes: dict | None = None,
+                       **opts: Any) -> list[float | None]:
+    """``score_math_answer`` for many completions at once (math-verify calls in parallel)."""
+    prompts = prompts if prompts is not None else [None] * len(texts)
+    rows = [_candidates(t, g, opts, pr) for t, g, pr in zip(texts, golds, prompts)]
+    pairs = [(c, g) for g, cands in rows if cands for c in cands]
+    verdicts = iter(answers_match_many(pairs, notes))
+    out: list[float | None] = []
+    for g, cands in rows:
+        if g is None:
+            out.append(None)
+        else:
+            ok = [next(verdicts) for _ in cands or []]
+            out.append(1.0 if cands and all(ok) else 0.0)
+    return out
 
 
 def score_math_answer(
@@ -274,18 +315,8 @@ def score_math_answer(
     ``min_derivation_chars > 0`` a completion whose reasoning before the answer is shorter
     (or only a copy of the prompt) scores 0.
     """
-    g = extract_gold(gold)
-    if g is None or not gold_is_parseable(g):
-        return None
-    cands = extract_answers(completion_text, think_tag=think_tag, answer_tag=answer_tag, prefilled_think=prefilled_think)
-    if not cands:
-        return 0.0
-    if min_derivation_chars > 0 and derivation_chars(completion_text, prompt, think_tag=think_tag) < min_derivation_chars:
-        return 0.0
-    for c in dict.fromkeys(cands):
-        if not answers_match(c, g):
-            return 0.0
-    return 1.0
+    return score_math_answers([completion_text], [gold], [prompt], prefilled_think=prefilled_think, think_tag=think_tag,
+                              answer_tag=answer_tag, min_derivation_chars=min_derivation_chars)[0]
 
 
 class MathAnswerReward(Reward):
@@ -296,7 +327,9 @@ class MathAnswerReward(Reward):
     equal the gold answer; 0.0 when the answer is missing, wrong, found only inside the
     reasoning, or when several different final answers are stated; ``None`` when the row's
     gold answer is missing or cannot be parsed (counted in ``stats`` and logged via TRL's
-    ``log_metric`` as ``math_answer/unparseable_gold``, never scored 0).
+    ``log_metric`` as ``math_answer/unparseable_gold``, never scored 0). Hostile answers (refused
+    risky shapes, comparisons killed at the time limit) score 0 and are counted as
+    ``math_answer/hostile_answers``.
 
     Params: ``prefilled_think`` (the chat template already opened ``<think>``: the answer must
     follow a ``</think>``), ``think_tag``, ``answer_tag``, ``min_derivation_chars`` (0 = off;
@@ -321,27 +354,28 @@ class MathAnswerReward(Reward):
         for k in ("think_tag", "answer_tag"):
             if not re.fullmatch(r"[A-Za-z_][\w\-]*", self.params[k]):
                 self._fail(f"{k} must be a bare tag name like 'think', got {self.params[k]!r}")
-        self.stats = {"scored": 0, "unparseable_gold": 0}
+        self.stats = {"scored": 0, "unparseable_gold": 0, "hostile_answers": 0}
 
     def score_batch(self, texts, prompts, kwargs):
-        golds = column(kwargs, self.params["answer_column"], len(texts))
-        prompts = prompts if prompts is not None else [None] * len(texts)
-        out: list[float | None] = []
-        bad = 0
         p = self.params
-        for text, gold, prompt in zip(texts, golds, prompts):
-            r = score_math_answer(
-                text, gold, prefilled_think=p["prefilled_think"], think_tag=p["think_tag"],
-                answer_tag=p["answer_tag"], min_derivation_chars=p["min_derivation_chars"], prompt=prompt,
-            )
+        golds = column(kwargs, p["answer_column"], len(texts))
+        notes: dict = {}
+        out = score_math_answers(texts, golds, prompts, notes, prefilled_think=p["prefilled_think"],
+                                 think_tag=p["think_tag"], answer_tag=p["answer_tag"],
+                                 min_derivation_chars=p["min_derivation_chars"])
+        bad = 0
+        for r, gold in zip(out, golds):
             if r is None:
                 bad += 1
                 _warn_gold(gold)
-            out.append(r)
         self.stats["scored"] += len(texts) - bad
         self.stats["unparseable_gold"] += bad
+        hostile = notes.get("refused", 0) + notes.get("timeouts", 0)
+        self.stats["hostile_answers"] += hostile
         if bad:
             log_metric(kwargs, "math_answer/unparseable_gold", bad)
+        if hostile:
+            log_metric(kwargs, "math_answer/hostile_answers", hostile)
         return out
 
 

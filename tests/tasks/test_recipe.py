@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,17 @@ def test_trl_cross_field_rule_is_reported_before_compute():
 def test_unknown_verifier_lists_valid_names():
     msg = _errors({"grpo": {"stages": [{"rewards": [{"name": "math_answr_reward"}]}]}})
     assert "math_answer_reward" in msg and "format_reward" in msg
+
+
+def test_a_code_sandbox_that_cannot_run_here_is_reported_before_compute(tmp_path, monkeypatch):
+    fake = tmp_path / "bwrap"  # a bubblewrap that cannot make namespaces, as in a locked-down container
+    fake.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    code = {"name": "code_reward", "params": {"uid_count": 1 << 22}}  # a sandbox this session has not tried
+    msg = _errors({"grpo": {"stages": [{"rewards": [{"name": "math_answer_reward"}, code]}]}})
+    assert "grpo.stages.0.rewards.1.params: code sandbox (bwrap)" in msg and "Creating new namespace failed" in msg
+    assert "cannot isolate here" in msg and "isolation: unshare or rlimits" in msg
 
 
 def test_missing_source_file_names_path(tmp_path):

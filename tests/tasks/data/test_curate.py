@@ -33,6 +33,29 @@ def test_quarantine_keeps_every_rejected_row_with_a_reason(tmp_path):
     assert kept + len(q) == 7  # nothing lost
 
 
+def test_code_rows_with_tests_that_cannot_be_judged_are_quarantined_with_the_reason(tmp_path):
+    src = tmp_path / "code.jsonl"
+    good = [{"type": "assert", "code": "assert double(2) == 4"}, {"type": "io", "input": "3\n", "output": "6\n"}]
+    _write(src, [
+        {"id": "good", "question": "Write double(x).", "tests": good},
+        {"id": "good2", "question": "Write double(x) again.", "tests": good},
+        {"id": "strings", "question": "Write f(x).", "tests": [["assert f(1) == 1"]]},
+        {"id": "none", "question": "Write g(x)."},
+        {"id": "trivial", "question": "Write h(x).", "tests": [{"type": "assert", "code": "assert 1 == 1"}]},
+    ])
+    cfg = DataSection(sources=[Source(kind="jsonl", name=str(src), family="code")], eval_size=1, sft_size=0)
+    curate(cfg, tmp_path)
+    reasons = {r["id"]: r["reason"] for r in read_split(tmp_path, "quarantine")}
+    assert reasons == {"strings": "bad tests: tests[0]: a list, not a test dict such as "
+                                  '{"type": "assert", "code": "assert f(1) == 2"} or '
+                                  '{"type": "io", "input": "1\\n", "output": "2\\n"}',
+                       "none": "bad tests: no tests",
+                       "trivial": "bad tests: tests[0]: test code never refers to the solution "
+                                  "(no name it does not define itself)"}
+    kept = read_split(tmp_path, "grpo") + read_split(tmp_path, "eval")
+    assert sorted(r["id"] for r in kept) == ["good", "good2"] and all(r["metadata"]["tests"] == good for r in kept)
+
+
 def test_splits_are_disjoint_deterministic_and_cold_start_verified(tmp_path):
     cfg = DataSection(sources=[Source(n=300, params={"max_value": 9})], eval_size=50, sft_size=100)
     curate(cfg, tmp_path / "a")

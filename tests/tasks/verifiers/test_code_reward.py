@@ -1,13 +1,15 @@
-"""code_reward and the sandbox: scoring, test styles, limits, isolation levels."""
+"""code_reward: scoring, the three test shapes, limits, rows without runnable tests, weaker levels."""
 
 import json
+import logging
 import time
 
 import pytest
 
 from tasks.verifiers import build_reward
-from tasks.verifiers.code import compile_assert_test, extract_code, run_tests
-from tasks.verifiers.sandbox import ISOLATION_LEVELS, RunLimits, SandboxPool, _probe
+from tasks.verifiers.code import extract_code, run_tests
+from tasks.verifiers.code_split import compile_assert_test
+from tasks.verifiers.sandbox import LEVELS, RunLimits
 
 SOLUTION = "<think>easy</think>\n```python\ndef add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    a, b = map(int, input().split())\n    print(add(a, b))\n```"
 TESTS = [
@@ -15,6 +17,8 @@ TESTS = [
     {"type": "assert", "code": "from math import isclose\nx = 0.1\nassert isclose(add(x, 0.2), 0.3)\nassert add(-1, 1) == 0"},
     {"type": "io", "input": "1 2\n", "output": "3\n"},
     {"type": "io", "input": "40 2", "output": "42"},
+    {"type": "assert", "code": "data = [5, 3, 9]\nexpected = sum(data[:2])\nassert add(*data[:2]) == expected"},
+    {"type": "assert", "entry_point": "add", "code": "def check(candidate):\n    for i in range(5):\n        assert candidate(i, i) == 2 * i\n"},
 ]
 
 
@@ -23,9 +27,10 @@ def reward():
     return build_reward("code_reward", {"timeout_s": 3.0, "workers": 2})
 
 
-def test_correct_solution_passes_all(reward):
+def test_correct_solution_passes_every_shape_under_bwrap(reward):
     assert reward(completions=[SOLUTION], tests=[TESTS]) == [1.0]
-    assert reward.stats["isolation"] in ISOLATION_LEVELS
+    assert reward.stats["isolation"] == "bwrap"
+    assert reward.sandbox_isolation() == "bwrap" and reward.runtime_problem() is None
 
 
 def test_fraction_and_binary(reward):
@@ -36,10 +41,24 @@ def test_fraction_and_binary(reward):
     assert binary(completions=[half, SOLUTION], tests=[tests, tests]) == [0.0, 1.0]
 
 
-def test_rows_without_tests_or_code(reward):
-    out = reward(completions=[SOLUTION, "no code here", [{"role": "assistant", "content": SOLUTION}]],
-                 tests=[None, TESTS, json.dumps(TESTS)])
-    assert out == [None, 0.0, 1.0]
+def test_rows_without_runnable_tests_score_none_and_are_counted(reward):
+    logged = []
+    before = dict(reward.stats)
+    out = reward(completions=[SOLUTION, "no code here", SOLUTION, SOLUTION, SOLUTION],
+                 tests=[None, TESTS, json.dumps(TESTS), [["assert add(1, 2) == 3"]], "not json"],
+                 log_metric=lambda name, value: logged.append((name, value)))
+    assert out == [None, 0.0, 1.0, None, None]
+    assert reward.stats["no_runnable_tests"] - before["no_runnable_tests"] == 3
+    assert reward.stats["bad_tests"] - before["bad_tests"] == 2
+    assert ("code/no_runnable_tests", 3.0) in logged and ("code/bad_tests", 2.0) in logged
+
+
+def test_malformed_tests_never_pay_even_binary():
+    binary = build_reward("code_reward", {"timeout_s": 3.0, "workers": 2, "binary": True})
+    code = "```python\ndef f(x):\n    return x\n```"
+    assert binary(completions=[code, "```python\npass\n```"], tests=[[["assert f(1) == 1"]], [{"code": 5}]]) == [None, None]
+    mixed = [{"type": "assert", "code": "assert f(1) == 1"}, "assert f(2) == 2"]  # one good, one malformed
+    assert binary(completions=["```python\ndef f(x):\n    return 0\n```", code], tests=[mixed, mixed]) == [0.0, 1.0]
 
 
 def test_extract_code_takes_last_block_after_reasoning():
@@ -49,7 +68,7 @@ def test_extract_code_takes_last_block_after_reasoning():
     assert extract_code("```\nplain()\n```") == "plain()\n"
 
 
-def test_assert_compilation_keeps_expected_values_out_of_the_sandbox():
+def test_split_asserts_keep_expected_values_out_of_the_sandbox():
     steps, checks, env = compile_assert_test(
         "expected = [1, 2, 3]\nSECRET = 987654321\nassert sorted(f(3)) == expected\nassert f(0) == SECRET\n"
         "assert g(2) * 2 == 8\nassert abs(h(1) - 0.5) < 1e-6")
@@ -71,8 +90,16 @@ def test_runtime_errors_and_syntax_errors_fail():
     assert not run_tests("def f(x): raise ValueError", tests)[0]["passed"]
     assert not run_tests("def f(x) return x", tests)[0]["passed"]
     assert run_tests("def f(x): return x", tests)[0]["passed"]
-    bad = run_tests("def f(x): return x", [{"type": "assert", "code": "assert ((("}])
-    assert bad[0]["status"] == "bad_test" and not bad[0]["passed"]
+    assert run_tests("def f(x): return x", [{"type": "assert", "code": "assert ((("}]) == []
+
+
+def test_proxied_tests_see_solution_objects_and_exceptions():
+    code = ("class Stack:\n    def __init__(self): self.xs = []\n    def push(self, x): self.xs.append(x); return self\n"
+            "    def top(self): return self.xs[-1]\nLIMIT = 3\ndef div(a, b): return a // b\n")
+    test = ("s = Stack()\ns.push(1).push(2)\nassert s.top() == 2\nassert LIMIT == 3\n"
+            "try:\n    div(1, 0)\n    raise AssertionError('no error')\nexcept ZeroDivisionError:\n    pass\n")
+    assert run_tests(code, [{"type": "assert", "code": test}])[0]["passed"]
+    assert not run_tests(code.replace("a // b", "0"), [{"type": "assert", "code": test}])[0]["passed"]
 
 
 def test_timeout_is_enforced_and_reported():
@@ -83,39 +110,17 @@ def test_timeout_is_enforced_and_reported():
     assert time.perf_counter() - t < 10
 
 
-@pytest.mark.parametrize("level", ISOLATION_LEVELS)
-def test_each_available_isolation_level(level):
-    if not _probe(level):
-        pytest.skip(f"{level} is not available here")
-    pool = SandboxPool(1, level)
-    try:
-        job = {"mode": "io", "code": "print(sum(map(int, input().split())))", "stdin": "2 3\n", **RunLimits(timeout=3).as_job()}
-        reply = pool.run(job)
-        assert reply["status"] == "ok" and reply["stdout"] == "5\n" and reply["isolation"] == level
-        net = pool.run({**job, "audit": False, "code": (
-            "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    print('online')\n"
-            "except OSError:\n    print('offline')")})
-        if level != "rlimits":
-            assert net["stdout"] == "offline\n"
-    finally:
-        pool.close()
+def test_bwrap_is_the_default_and_auto_is_gone():
+    assert build_reward("code_reward").params["isolation"] == "bwrap"
+    with pytest.raises(ValueError, match="isolation must be one of"):
+        build_reward("code_reward", {"isolation": "auto"})
 
 
-def test_workers_survive_the_short_lived_thread_that_started_them():
-    """PR_SET_PDEATHSIG fires when the starting *thread* exits; workers must not die with it."""
-    import threading
-
-    pool = SandboxPool(1)
-    job = {"mode": "io", "code": "print(7)", "stdin": "", **RunLimits(timeout=3).as_job()}
-    try:
-        t = threading.Thread(target=pool.run, args=(job,))
-        t.start()
-        t.join()
-        worker = pool._all[0]
-        pid = worker.proc.pid
-        time.sleep(0.3)
-        assert worker.proc.poll() is None
-        assert pool.run(job)["stdout"] == "7\n"
-        assert worker.proc.pid == pid  # not restarted
-    finally:
-        pool.close()
+@pytest.mark.parametrize("level", [lvl for lvl in LEVELS if lvl != "bwrap"])
+def test_a_weaker_level_runs_only_when_named_and_warns_once(level, caplog):
+    reward = build_reward("code_reward", {"timeout_s": 3.0, "workers": 2, "isolation": level})
+    with caplog.at_level(logging.WARNING, logger="tasks.verifiers"):
+        for _ in range(2):
+            assert reward(completions=[SOLUTION], tests=[TESTS[:3]]) == [1.0]
+    assert reward.stats["isolation"] == level
+    assert sum("weaker isolation" in r.message for r in caplog.records) == 1

@@ -7,10 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from measurements.math_mix import math_mix
 from tasks.verifiers import build_reward
 from tasks.verifiers.latex_fast import fast_equal
+from tasks.verifiers.latex_forms import forms_equal
 from tasks.verifiers.math import (
     answers_match,
+    answers_match_many,
     extract_answers,
     extract_final_answer,
     score_math_answer,
@@ -80,7 +83,7 @@ def test_reward_counts_unparseable_gold_instead_of_scoring_zero():
     out = reward(prompts=["p"] * 3, completions=[DEFAULT] * 3, answer=["14", "\\frac{", None],
                  log_metric=lambda name, value: logged.append((name, value)))
     assert out == [1.0, None, None]
-    assert reward.stats == {"scored": 1, "unparseable_gold": 2}
+    assert reward.stats == {"scored": 1, "unparseable_gold": 2, "hostile_answers": 0}
     assert logged == [("math_answer/unparseable_gold", 2.0)]
 
 
@@ -125,13 +128,13 @@ def test_hostile_answers_are_fast_and_zero(bomb):
     assert time.perf_counter() - t < 2.0
 
 
-def _decided_and_agreeing(pairs) -> int:
+def _decided_and_agreeing(pairs, fast_check=fast_equal) -> int:
     """How many (gold, pred) pairs the fast path decides; each decision must equal math-verify's."""
     from math_verify import parse, verify
 
     decided = 0
     for g, p in pairs:
-        fast = fast_equal(p, g)
+        fast = fast_check(p, g)
         if fast is None:
             continue
         decided += 1
@@ -193,3 +196,22 @@ def test_fast_container_path_agrees_with_math_verify():
             yield o1 + ", ".join(e1) + c1, o2 + ",".join(e2) + c2
 
     assert _decided_and_agreeing(pairs()) > 80
+
+
+def test_the_math_mix_is_scored_right_and_mostly_without_math_verify():
+    """The benchmark's 500 MATH-like answers: every equivalent form accepted, every wrong one refused."""
+    pairs = [(c, it["gold"], ok) for it in math_mix() for ok, cands in ((True, it["right"]), (False, it["wrong"]))
+             for c in cands]
+    assert answers_match_many([(c, g) for c, g, _ in pairs]) == [ok for _, _, ok in pairs]
+    undecided = [1 for c, g, _ in pairs if forms_equal(c, g) is None and c != g]
+    assert len(undecided) < 0.1 * len(pairs)
+
+
+def test_answer_forms_agree_with_math_verify():
+    """Degrees, percentages, bases, equations, matrices, unions, lists, complex numbers vs math-verify."""
+    rng = random.Random(11)
+    items = [it for it in math_mix() if it["kind"] not in ("integer", "fraction", "decimal", "money", "text")]
+    pairs = [(it["gold"], c) for it in rng.sample(items, 60) for c in it["right"] + it["wrong"]]
+    pairs += [("64\\%", "64"), ("64\\%", "0.64"), ("64\\%", "0.65"), ("1011_2", "1011_{2}"), ("1011_2", "1001_2"),
+              ("x = 5", "5"), ("y = 2x+3", "x = 2x+3"), ("3 + 4i", "4i + 3"), ("i^2", "-1"), ("2i", "3i")]
+    assert _decided_and_agreeing(pairs, forms_equal) > 0.8 * len(pairs)

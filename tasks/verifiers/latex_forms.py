@@ -1,0 +1,117 @@
+"""Answer forms around the fast LaTeX evaluator: degrees, percentages, bases, equations, matrices, unions.
+
+``forms_equal(pred, gold)`` peels these off both answers and compares the parts with
+``latex_fast.fast_equal``; like it, it answers only when the comparison is clear (``None``
+otherwise, for math-verify). The rules follow math-verify's (tested against it):
+
+* degrees: ``36^\\circ`` / ``36^{\\circ}`` / ``36`` compare as the number 36;
+* percentages: compared as numbers when both carry ``%``; when one does, ``64%`` equals both
+  ``64`` and ``0.64`` (as in math-verify);
+* numbers in a base ``1011_2`` / ``1011_{2}``: equal iff the same value in the same base (other
+  mixes undecided);
+* equations ``y = 2x + 3``: same one-letter left side -> the right sides compare; one side an
+  equation and the other not -> its right side against the other;
+* ``pmatrix`` / ``bmatrix`` / ``vmatrix``: same shape and every entry equal (a different shape
+  is unequal); a matrix against anything else is undecided;
+* unions ``A \\cup B`` of constant intervals, each side sorted into strictly separated parts:
+  equal iff the same number of parts, pairwise equal (one interval is such a union too);
+  other unions are equal when their parts are equal in order (else undecided).
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+
+from tasks.verifiers.latex_fast import fast_equal, interval_ends
+
+__all__ = ["forms_equal"]
+
+_DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree")
+_PERCENT = re.compile(r"\\?%")
+_BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
+_EQUATION = re.compile(r"^([A-Za-z])\s*=\s*([^=]+)$")
+_MATRIX = re.compile(r"^\\begin\{([pbv]?matrix)\}(.*)\\end\{\1\}$", re.DOTALL)
+_MAX_CHARS = 600
+
+
+def _all_equal(pairs) -> bool | None:
+    results = [fast_equal(p, g) for p, g in pairs]
+    if False in results:
+        return False
+    return None if None in results else True
+
+
+def _base_equal(p: re.Match | None, g: re.Match | None) -> bool | None:
+    if not (p and g) or p[2] != g[2]:
+        return None
+    try:
+        return int(p[1], int(g[2])) == int(g[1], int(g[2]))
+    except ValueError:  # digits not valid in that base
+        return None
+
+
+def _cells(m: re.Match) -> list[list[str]]:
+    return [[c.strip() for c in row.split("&")] for row in re.split(r"\\\\", m[2]) if row.strip()]
+
+
+def _matrix_equal(p: re.Match | None, g: re.Match | None) -> bool | None:
+    if not (p and g):
+        return None
+    a, b = _cells(p), _cells(g)
+    if [len(r) for r in a] != [len(r) for r in b]:
+        return False
+    return _all_equal((x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+def forms_equal(pred: str, gold: str) -> bool | None:
+    """True/False when the comparison is clear (see the module docstring), else None."""
+    p, g = pred.strip(), gold.strip()
+    if len(p) > _MAX_CHARS or len(g) > _MAX_CHARS:
+        return None
+    if _DEGREE.search(p) or _DEGREE.search(g):
+        p, g = _DEGREE.sub("", p).strip(), _DEGREE.sub("", g).strip()
+    if "%" in p and "%" in g:
+        p, g = _PERCENT.sub("", p).strip(), _PERCENT.sub("", g).strip()
+    elif "%" in p or "%" in g:
+        return _one_percent(p, g)
+    bp, bg = _BASE.match(p), _BASE.match(g)
+    if bp or bg:
+        return _base_equal(bp, bg)
+    ep, eg = _EQUATION.match(p), _EQUATION.match(g)
+    if ep and eg:
+        return fast_equal(ep[2], eg[2]) if ep[1] == eg[1] else None
+    if ep or eg:
+        return fast_equal(ep[2] if ep else p, eg[2] if eg else g)
+    mp, mg = _MATRIX.match(p), _MATRIX.match(g)
+    if mp or mg:
+        return _matrix_equal(mp, mg)
+    if "\\cup" in p or "\\cup" in g:
+        return _union_equal(p.split("\\cup"), g.split("\\cup"))
+    return fast_equal(p, g)
+
+
+def _one_percent(p: str, g: str) -> bool | None:
+    with_pct = _PERCENT.sub("", p if "%" in p else g).strip()
+    verdicts = [fast_equal(x, g) if "%" in p else fast_equal(p, x) for x in (with_pct, f"\\frac{{{with_pct}}}{{100}}")]
+    if True in verdicts:
+        return True
+    return False if verdicts == [False, False] else None
+
+
+def _separated(parts: list[str]) -> list[str] | None:
+    """The parts sorted by left end when all are constant intervals with gaps between them."""
+    ends = [interval_ends(x) for x in parts]
+    if None in ends:
+        return None
+    order = sorted(range(len(parts)), key=lambda k: ends[k][0])
+    if any(ends[a][1] >= ends[b][0] for a, b in pairwise(order)):
+        return None
+    return [parts[k] for k in order]
+
+
+def _union_equal(ps: list[str], gs: list[str]) -> bool | None:
+    sp, sg = _separated(ps), _separated(gs)
+    if sp is not None and sg is not None:
+        return _all_equal(zip(sp, sg)) if len(sp) == len(sg) else False
+    return (_all_equal(zip(ps, gs)) or None) if len(ps) == len(gs) else None
