@@ -68,7 +68,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
         rows, decision = evaluate_and_promote(recipe, data, checkpoints, pid)
     metric = recipe.evaluation.primary_metric
     stages = [data, *checkpoints]
-    summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision,
+    summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision, "data": str(data.path),
                "checkpoints": {c.stage: c.path for c in checkpoints},
                "cached": sorted([s.stage for s in stages if s.cached] + [f"eval-{r['checkpoint']}" for r in rows if r["cached"]])}
     create_markdown_artifact(

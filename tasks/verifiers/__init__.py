@@ -14,6 +14,7 @@ from tasks.recipe.base import did_you_mean
 from tasks.verifiers._base import Reward, _pick, column, completion_text
 from tasks.verifiers.code import CodeReward
 from tasks.verifiers.code_tests import tests_problem
+from tasks.verifiers.control import RandomReward
 from tasks.verifiers.equation import EquationReward
 from tasks.verifiers.format import FormatReward, TagCountReward
 from tasks.verifiers.language import LanguageConsistencyReward
@@ -32,6 +33,7 @@ from tasks.verifiers.math import (
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
     CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
+    RandomReward,
 ]
 
 
