@@ -58,3 +58,29 @@ def test_a_mixture_scores_each_family_with_its_own_verifiers_and_reports_each(pr
         assert not any(f"rewards/{reward}/{o}/mean" in grpo for o in others)  # routed: None elsewhere
     ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
     assert {f"heldout/{f}/pass_at_1" for f in ("math", "countdown", "code")} <= set(ev)
+
+
+def test_real_gsm8k_curated_trained_and_evaluated_with_lm_eval_gsm8k(prefect_server, tmp_path):
+    """GSM8K rows from ../shared/data/gsm8k (a 200-row slice) through curation, SFT and GRPO on
+    the tiny model, evaluated on the held-out split and with lm-eval's own gsm8k benchmark."""
+    from tests.conftest import GSM8K
+
+    files = f"{{train: {GSM8K / 'train.jsonl'}, test: {GSM8K / 'test.jsonl'}}}"
+    recipe = load_recipe(CONFIGS / "tiny.yaml", [
+        f"tracking.runs_dir={tmp_path / 'runs'}", "name=tiny-gsm8k",
+        f"data.sources=[{{kind: jsonl, name: {GSM8K / 'train.jsonl'}, n: 200, answer_format: gsm8k}}]",
+        "data.eval_size=8", "data.sft_size=48", "sft.max_length=256",
+        "grpo.stages.0.max_completion_length=32", "evaluation.max_new_tokens=32",
+        f"evaluation.benchmarks=[{{name: heldout}}, {{name: gsm8k_local, lm_eval: gsm8k, num_fewshot: 0, "
+        f"limit: 4, max_new_tokens: 16, data_files: {files}}}]"])
+    summary = pipeline_flow(recipe)
+    client = MlflowClient()
+    runs = client.search_runs([client.get_run(summary["parent_run_id"]).info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
+    children = {r.data.tags["stage"]: r for r in runs}
+    assert {"data", "base", "sft", "grpo-stage-1", "eval-sft", "eval-grpo-stage-1"} <= set(children)
+    assert all(r.info.status == "FINISHED" for r in children.values())
+    _assert_every_reward_scored(recipe, client, children)
+    ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
+    assert ev["gsm8k_local/docs"] == 4 and 0.0 <= ev["gsm8k_local/exact_match/strict-match"] <= 1.0
+    assert "heldout/math/pass_at_1" in ev
