@@ -63,9 +63,10 @@ def countdown(n: int, seed: int, count: int = 3, max_value: int = 9, ops: str = 
     """TinyZero's Countdown: reach `target` with each of `numbers` used once (+ - * here).
 
     Questions stay under 8 words ("Make 16 from 3 5 2."), so held-out rows of the same template
-    are not flagged by the default 8-gram decontamination. The target comes from a random left-to-right chain over a shuffle of the numbers (kept when
-    it is positive), so every row has a solution; the reasoning is that chain's steps and the
-    answer its parenthesised expression, e.g. numbers [3, 5, 2], target 16: "(3*5)+... ".
+    are not flagged by the default 8-gram decontamination. The target comes from a random
+    left-to-right chain over a shuffle of the numbers (kept when it is positive), so every row
+    has a solution; the reasoning is that chain's steps and the
+    answer its parenthesised expression, e.g. numbers [3, 5, 2], target 16: "(3+5)*2".
     Each number is used once; the operators are `ops`.
     """
     rng = random.Random(seed)
@@ -104,8 +105,8 @@ _CODE_TASKS = [
 @_register
 def code(n: int, seed: int, max_value: int = 9, io_fraction: float = 0.3, tests: int = 3) -> list[dict]:
     """Small Python tasks: "Write f(x) returning x plus 3." with assert tests, or (share
-    `io_fraction`) "Read x; print x plus 3." programs with stdin/stdout tests. Questions stay
-    under 8 words, so the default 8-gram decontamination keeps held-out rows of one template apart.
+    `io_fraction`) "Read x; print x plus 3." programs with stdin/stdout tests. Questions have
+    at most 8 words, so only an identical question (an exact duplicate) shares a held-out 8-gram.
 
     The answer is a fenced reference solution; the reasoning states the rule and one example.
     """
