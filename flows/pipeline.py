@@ -18,6 +18,7 @@ from tasks.eval.report import headline_metrics
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, flatten, ui_link
+from tasks.train.grpo import check_stage_rewards
 
 
 @task(name="promote-model")
@@ -61,6 +62,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
         mlflow.log_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), "recipe.yaml")
         check_benchmarks_ready(recipe, None, skip_heldout=True)
         data = curate_flow(recipe, pid)
+        check_stage_rewards(recipe, data.path)  # a reward missing its column fails here, before SFT
         checkpoints = sft_flow(recipe, data.path, pid)
         checkpoints += grpo_flow(recipe, data.path, checkpoints[-1].path, pid)
         # Which MLflow run made each stage, also one reused from the cache (no child run here).

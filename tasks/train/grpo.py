@@ -90,6 +90,17 @@ def stage_reward_problems(stage: GRPOStage, rewards: list, rows: list[dict]) -> 
     return problems
 
 
+def check_stage_rewards(recipe: Recipe, data_dir: str | Path) -> None:
+    """Before any training: every GRPO stage's rewards (and canary) can score the curated rows
+    that stage selects; else a ValueError naming each stage, reward and missing column."""
+    rows = read_split(data_dir, "grpo")
+    problems = [p for stage in recipe.grpo.stages
+                for p in stage_reward_problems(stage, [build_reward(s.name, s.params) for s in stage.rewards],
+                                               select_rows(rows, stage.data) or rows)]
+    if problems:
+        raise ValueError("the curated rows do not fit the GRPO rewards: " + "; ".join(problems))
+
+
 def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_dir: str | Path, out_dir: Path,
                    on_line: Callable[[str], None] | None = None, callbacks: list | tuple = ()) -> dict[str, float]:
     """Train one GRPO stage (in this process, or on `stage.launcher.num_processes` workers)."""
