@@ -94,9 +94,10 @@ def check_stage_rewards(recipe: Recipe, data_dir: str | Path) -> None:
     """Before any training: every GRPO stage's rewards (and canary) can score the curated rows
     that stage selects; else a ValueError naming each stage, reward and missing column."""
     rows = read_split(data_dir, "grpo")
-    problems = [p for stage in recipe.grpo.stages
-                for p in stage_reward_problems(stage, [build_reward(s.name, s.params) for s in stage.rewards],
-                                               select_rows(rows, stage.data) or rows)]
+    problems = []
+    for stage in recipe.grpo.stages:
+        if selected := select_rows(rows, stage.data):  # no rows at all: the stage itself says so
+            problems += stage_reward_problems(stage, [build_reward(s.name, s.params) for s in stage.rewards], selected)
     if problems:
         raise ValueError("the curated rows do not fit the GRPO rewards: " + "; ".join(problems))
 
