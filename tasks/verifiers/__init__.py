@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.recipe.base import did_you_mean
-from tasks.verifiers._base import Reward, _pick, column, completion_text
+from tasks.verifiers._base import Reward, column, completion_text, pick_entries
 from tasks.verifiers.code import CodeReward
 from tasks.verifiers.code_tests import tests_problem
 from tasks.verifiers.control import RandomReward
@@ -74,7 +74,7 @@ class FamilyReward(Reward):
         for family, reward in self.by_family.items():
             mine = [i for i, f in enumerate(families) if f == family]
             if mine:
-                picked = {k: _pick(v, mine, len(texts)) for k, v in kwargs.items()}
+                picked = {k: pick_entries(v, mine, len(texts)) for k, v in kwargs.items()}
                 for i, score in zip(mine, reward.score_batch([texts[i] for i in mine], prompts, picked)):
                     out[i] = score
         return out

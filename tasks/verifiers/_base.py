@@ -162,8 +162,8 @@ class Reward:
         out: list[float | None] = [None] * len(texts)
         if not mine:
             return out
-        picked = {k: _pick(v, mine, len(texts)) for k, v in kwargs.items()}
-        scores = self.score_batch([texts[i] for i in mine], _pick(prompts, mine, len(texts)), picked)
+        picked = {k: pick_entries(v, mine, len(texts)) for k, v in kwargs.items()}
+        scores = self.score_batch([texts[i] for i in mine], pick_entries(prompts, mine, len(texts)), picked)
         for i, s in zip(mine, scores):
             out[i] = s
         return out
@@ -180,7 +180,7 @@ class Reward:
         raise NotImplementedError
 
 
-def _pick(values: Any, index: list[int], n: int) -> Any:
+def pick_entries(values: Any, index: list[int], n: int) -> Any:
     """The entries ``index`` of a per-completion list (other values pass through)."""
     if isinstance(values, (list, tuple)) and len(values) == n:
         return [values[i] for i in index]
