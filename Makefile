@@ -25,7 +25,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 demo: install
 	$(BIN)/rlvr run configs/default.yaml
 
-test: install sys-deps
+test: sys-deps install
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install  # unit tier only: no tiny-model pipeline runs
