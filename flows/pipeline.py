@@ -18,6 +18,7 @@ from tasks.eval.report import headline_metrics
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, flatten, run_liveness, ui_link
+from tasks.train.grpo import check_stage_rewards
 
 
 @task(name="promote-model")
@@ -62,6 +63,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
         mlflow.log_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), "recipe.yaml")
         check_benchmarks_ready(recipe, None, skip_heldout=True)
         data = curate_flow(recipe, pid)
+        check_stage_rewards(recipe, data.path)  # a reward missing its column fails here, before SFT
         checkpoints = sft_flow(recipe, data.path, pid)
         checkpoints += grpo_flow(recipe, data.path, checkpoints[-1].path, pid)
         # Which MLflow run made each stage, also one reused from the cache (no child run here).
@@ -69,7 +71,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
         rows, decision = evaluate_and_promote(recipe, data, checkpoints, pid)
     metric = recipe.evaluation.primary_metric
     stages = [data, *checkpoints]
-    summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision,
+    summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision, "data": str(data.path),
                "checkpoints": {c.stage: c.path for c in checkpoints},
                "cached": sorted([s.stage for s in stages if s.cached] + [f"eval-{r['checkpoint']}" for r in rows if r["cached"]])}
     create_markdown_artifact(

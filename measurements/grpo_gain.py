@@ -6,9 +6,16 @@ the recipe's evaluation section), their difference, and the mean over seeds.
 
 Where the gain comes from, read off the held-out samples: the share of completions that skip
 the reasoning (an empty <think> block, as 30% of the default's cold-start traces do) and the
-accuracy of those that reason.
+accuracy of those that reason, each completion scored by the recipe's `data.verifier` against
+its held-out row (any family: math, countdown, code).
+
+`--control random` also trains, per seed, the same GRPO stage from the same (cached) SFT
+checkpoint with `random_reward` in place of the stage's rewards, at p = the SFT checkpoint's
+held-out pass@1 (the mean reward the verifier gives at GRPO's sampling temperature), and prints
+the control's pass@1 and GRPO's margin over it (spurious-reward control).
 
     python measurements/grpo_gain.py                       # seeds 0 1 2, configs/default.yaml
+    python measurements/grpo_gain.py --recipe configs/countdown.yaml --control random --seeds 0
     python measurements/grpo_gain.py --seeds 0 --set grpo.stages.0.max_steps=50
     python measurements/grpo_gain.py --readme README.md     # rewrite the README's table from this run
 
@@ -26,18 +33,25 @@ import time
 from pathlib import Path
 
 from tasks.data.cold_start import reasoning_of
+from tasks.data.curate import read_split
 from tasks.recipe_checks import load_recipe
 from tasks.reproducibility import provenance
 from tasks.tracking import set_embedded_env
-from tasks.verifiers import REWARDS
+from tasks.verifiers import build_reward
+from tasks.verifiers.rows import repeat_columns, reward_columns
 
 
-def reasoning_split(eval_dir: str) -> dict[str, float]:
-    """Share of held-out samples with an empty <think> block, and the accuracy of the others."""
+def reasoning_split(eval_dir: str, data_dir: str, verifier: str) -> dict[str, float]:
+    """Share of held-out samples with an empty <think> block, and the accuracy of the others
+    (each completion scored by `verifier` against its held-out row's columns)."""
     skipped = reasoned = reasoned_right = 0
+    heldout, reward = read_split(data_dir, "eval"), build_reward(verifier)
     for line in (Path(eval_dir) / "samples.jsonl").read_text().splitlines():
         doc = json.loads(line)
-        right = REWARDS["math_answer_reward"](completions=doc["completions"], answer=[doc["target"]] * len(doc["completions"]))
+        if not doc["benchmark"].startswith("heldout"):
+            continue
+        n = len(doc["completions"])
+        right = reward(completions=doc["completions"], **repeat_columns(reward_columns([heldout[doc["doc_id"]]]), [n]))
         for completion, r in zip(doc["completions"], right):
             if reasoning_of(completion).strip():
                 reasoned, reasoned_right = reasoned + 1, reasoned_right + (r == 1.0)
@@ -80,6 +94,34 @@ def write_readme_table(readme: Path, table: str) -> None:
     readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{table}\n{README_END}", text))
 
 
+def run_seed(args, seed: int) -> dict:
+    """One seed's pipeline (and, with --control random, its random-reward GRPO control)."""
+    from flows.pipeline import pipeline_flow
+
+    overrides = [*args.overrides, f"seed={seed}", f"tracking.runs_dir={Path(args.runs_dir) / f'seed-{seed}'}"]
+    recipe = load_recipe(args.recipe, overrides)
+    metric = recipe.evaluation.primary_metric
+    start = time.perf_counter()
+    summary = pipeline_flow(recipe)
+    by_ckpt = {r["checkpoint"]: r for r in summary["evaluation"]}
+    final = list(summary["checkpoints"])[-1]
+    out = {"seed": seed, "sft": by_ckpt["sft"][metric], "grpo": by_ckpt[final][metric],
+           "base": by_ckpt.get("base", {}).get(metric), "wall_s": round(time.perf_counter() - start)}
+    out["gain"] = out["grpo"] - out["sft"]
+    for name, ckpt in (("sft", "sft"), ("grpo", final)):
+        split = reasoning_split(by_ckpt[ckpt]["path"], summary["data"], recipe.data.verifier)
+        out.update({f"{name}_{k}": v for k, v in split.items()})
+    if args.control == "random":
+        p = round(out["sft"], 4)
+        coin = f"[{{name: random_reward, params: {{p: {p}, seed: {seed}}}}}]"
+        control = load_recipe(args.recipe, [*overrides, *(f"grpo.stages.{i}.rewards={coin}"
+                                                          for i in range(len(recipe.grpo.stages)))])
+        rows = {r["checkpoint"]: r for r in pipeline_flow(control)["evaluation"]}
+        out.update(control=rows[final][metric], control_p=p)
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="configs/default.yaml")
@@ -88,25 +130,12 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--json", help="write the per-seed numbers here")
     p.add_argument("--readme", help="rewrite this file's grpo-gain table section with the results")
+    p.add_argument("--control", choices=["none", "random"], default="none",
+                   help="random: also train each seed's GRPO stages with random_reward at the SFT pass@1")
     args = p.parse_args()
     set_embedded_env()
-    from flows.pipeline import pipeline_flow
-
-    results = []
-    for seed in args.seeds:
-        recipe = load_recipe(args.recipe, [*args.overrides, f"seed={seed}",
-                                           f"tracking.runs_dir={Path(args.runs_dir) / f'seed-{seed}'}"])
-        metric = recipe.evaluation.primary_metric
-        start = time.perf_counter()
-        summary = pipeline_flow(recipe)
-        by_ckpt = {r["checkpoint"]: r for r in summary["evaluation"]}
-        final = list(summary["checkpoints"])[-1]
-        results.append({"seed": seed, "sft": by_ckpt["sft"][metric], "grpo": by_ckpt[final][metric],
-                        "base": by_ckpt.get("base", {}).get(metric), "wall_s": round(time.perf_counter() - start)})
-        results[-1]["gain"] = results[-1]["grpo"] - results[-1]["sft"]
-        for name, ckpt in (("sft", "sft"), ("grpo", final)):
-            results[-1].update({f"{name}_{k}": v for k, v in reasoning_split(by_ckpt[ckpt]["path"]).items()})
-        print(json.dumps(results[-1]), flush=True)
+    results = [run_seed(args, seed) for seed in args.seeds]
+    metric = load_recipe(args.recipe, list(args.overrides)).evaluation.primary_metric
 
     print(f"\n{'seed':>4} {'base':>7} {'sft':>7} {'grpo':>7} {'gain':>7} {'wall_s':>7}   ({metric})"
           "   skips reasoning sft -> grpo   accuracy when reasoning sft -> grpo")
@@ -117,6 +146,12 @@ def main() -> None:
               f"   {r['sft_reasoned_accuracy']:20.3f} -> {r['grpo_reasoned_accuracy']:.3f}")
     mean_gain = sum(r["gain"] for r in results) / len(results)
     print(f"mean gain over {len(results)} seeds: {100 * mean_gain:+.1f} points")
+    if args.control == "random":
+        for r in results:
+            print(f"seed {r['seed']}: random-reward control {r['control']:.3f} (p={r['control_p']:.3f}), "
+                  f"GRPO - control {100 * (r['grpo'] - r['control']):+.1f} points")
+        margin = sum(r["grpo"] - r["control"] for r in results) / len(results)
+        print(f"mean GRPO - control over {len(results)} seeds: {100 * margin:+.1f} points")
     table = markdown_table(results, metric, produced_by(args.recipe))
     print("\n" + table)
     if args.json:

@@ -111,6 +111,11 @@ def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = N
         meta = row.get("metadata")
         if problem := tests_problem((json.loads(meta) if isinstance(meta, str) else meta or {}).get("tests")):
             return f"bad tests: {problem}"
+    elif row.get("family") == "countdown":  # judged by its numbers and target, not by a gold answer
+        meta = row.get("metadata")
+        meta = json.loads(meta) if isinstance(meta, str) else meta or {}
+        if not isinstance(meta.get("numbers"), list) or not isinstance(meta.get("target"), (int, float)):
+            return "missing countdown numbers/target: map them with columns: {numbers: nums}"
     elif not row.get("answer"):
         return "missing gold answer"
     if row.get("family") == "math" and not gold_is_parseable(row["answer"]):

@@ -20,6 +20,7 @@ from tasks.modeling import load_model
 from tasks.recipe import SamplingSettings
 from tasks.tracking import tag_stage_run
 from tasks.verifiers import build_reward, sandbox_tags
+from tasks.verifiers.rows import repeat_columns, reward_columns
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +117,12 @@ def make_sampler(model_or_url: str, cfg: SamplingSettings, seed: int, **endpoint
 
 def judge(verifier: str, rows: list[dict], prompts: list[list[dict]], samples: list[list[str]]) -> list[list[bool]]:
     """Whether each sample is correct: the verifier scores it 1.0 against its row's columns
-    (canonical columns and metadata, as GRPO hands dataset columns to the reward)."""
+    (`tasks.verifiers.rows.reward_columns`: the columns GRPO hands the reward)."""
     reward = build_reward(verifier)
     tag_stage_run(sandbox_tags([reward]))  # the isolation level, when the verifier runs code
-    merged = [{**r.get("metadata", {}), **{k: v for k, v in r.items() if k != "metadata"}}
-              for r, group in zip(rows, samples) for _ in group]
-    keys = {k for m in merged for k in m} - {"prompts", "completions"}
+    columns = repeat_columns(reward_columns(rows), [len(group) for group in samples])
     scores = reward(prompts=[p for p, group in zip(prompts, samples) for _ in group],
-                    completions=[c for group in samples for c in group],
-                    **{k: [m.get(k) for m in merged] for k in keys})
+                    completions=[c for group in samples for c in group], **columns)
     out, i = [], 0
     for group in samples:
         out.append([scores[i + j] == 1.0 for j in range(len(group))])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.data.formats import from_format
 from tasks.data.synthetic import generate
 from tasks.recipe import Source
 from tasks.tracking import file_digest
@@ -200,7 +201,7 @@ def _prompt_from_messages(messages: Any) -> tuple[list[dict] | None, str | None,
 def canonical_row(raw: dict, src: Source, default_id: str, label: str | None = None) -> dict:
     """One raw row in the canonical schema (see the module docstring)."""
     rename = {v: k for k, v in src.columns.items()}
-    r = {rename.get(k, k): v for k, v in raw.items()}
+    r = {rename.get(k, k): v for k, v in from_format(raw, src.format).items()}
     invalid = r.pop("_invalid", None)
     bad = [k for k, v in r.items() if _has_surrogates(v)]
     if bad and not invalid:

@@ -5,8 +5,12 @@ Example row of `arithmetic`:
     {"id": "arith-0-17", "question": "Compute 12+7-5.", "answer": "14",
      "reasoning": "12+7=19\n19-5=14", "family": "math", "source": "synthetic:arithmetic"}
 
-`reasoning` is a correct worked solution, used to build the cold-start SFT set; GRPO and
-evaluation only read `question` and `answer`.
+`countdown` rows (TinyZero's task) carry `metadata: {numbers, target}` for equation_reward;
+`code` rows carry `metadata: {tests}` (assert and stdin/stdout tests) for code_reward; their
+`answer` is a reference solution (an equation, a fenced Python block).
+
+`reasoning` is a correct worked solution, used to build the cold-start SFT set; the rewards
+read the row's columns and metadata (tasks.verifiers.rows).
 """
 
 from __future__ import annotations
@@ -50,6 +54,80 @@ def arithmetic(n: int, seed: int, min_operands: int = 2, max_operands: int = 3,
             "reasoning": "" if rng.random() < terse_fraction else "\n".join(steps),
             "family": "math",
             "source": "synthetic:arithmetic",
+        })
+    return rows
+
+
+@_register
+def countdown(n: int, seed: int, count: int = 3, max_value: int = 9, ops: str = "+-*") -> list[dict]:
+    """TinyZero's Countdown: reach `target` with each of `numbers` used once (+ - * here).
+
+    Questions stay under 8 words ("Make 16 from 3 5 2."), so held-out rows of the same template
+    are not flagged by the default 8-gram decontamination. The target comes from a random
+    left-to-right chain over a shuffle of the numbers (kept when it is positive), so every row
+    has a solution; the reasoning is that chain's steps and the
+    answer its parenthesised expression, e.g. numbers [3, 5, 2], target 16: "(3+5)*2".
+    Each number is used once; the operators are `ops`.
+    """
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    while len(rows) < n:
+        nums = [rng.randint(1, max_value) for _ in range(count)]
+        order = rng.sample(nums, len(nums))
+        expr, total, steps = str(order[0]), order[0], []
+        for x in order[1:]:
+            op = rng.choice(ops)
+            new = total + x if op == "+" else total - x if op == "-" else total * x
+            steps.append(f"{total}{op}{x}={new}")
+            expr = f"({expr}){op}{x}" if steps[1:] else f"{expr}{op}{x}"
+            total = new
+        if total <= 0:
+            continue
+        rows.append({
+            "id": f"countdown-{seed}-{len(rows)}",
+            "question": f"Make {total} from {' '.join(map(str, nums))}.",
+            "answer": expr, "reasoning": "\n".join(steps), "family": "countdown",
+            "source": "synthetic:countdown", "metadata": {"numbers": nums, "target": total},
+        })
+    return rows
+
+
+#: code tasks: (statement, body of f(x), python function of x)
+_CODE_TASKS = [
+    ("x plus {k}", "x + {k}", lambda x, k: x + k),
+    ("x minus {k}", "x - {k}", lambda x, k: x - k),
+    ("x times {k}", "x * {k}", lambda x, k: x * k),
+    ("max of x and {k}", "max(x, {k})", lambda x, k: max(x, k)),
+    ("min of x and {k}", "min(x, {k})", lambda x, k: min(x, k)),
+]
+
+
+@_register
+def code(n: int, seed: int, max_value: int = 9, io_fraction: float = 0.3, tests: int = 3) -> list[dict]:
+    """Small Python tasks: "Write f(x) returning x plus 3." with assert tests, or (share
+    `io_fraction`) "Read x; print x plus 3." programs with stdin/stdout tests. Questions have
+    at most 8 words, so only an identical question (an exact duplicate) shares a held-out 8-gram.
+
+    The answer is a fenced reference solution; the reasoning states the rule and one example.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        text, body, fn = rng.choice(_CODE_TASKS)
+        k = rng.randint(1, max_value)
+        xs = rng.sample(range(max_value + 1), tests)
+        if rng.random() < io_fraction:
+            question = f"Read x; print {text.format(k=k)}."
+            solution = f"x = int(input())\nprint({body.format(k=k)})"
+            cases = [{"type": "io", "input": f"{x}\n", "output": f"{fn(x, k)}\n"} for x in xs]
+        else:
+            question = f"Write f(x) returning {text.format(k=k)}."
+            solution = f"def f(x):\n    return {body.format(k=k)}"
+            cases = [{"type": "assert", "code": f"assert f({x}) == {fn(x, k)}"} for x in xs]
+        rows.append({
+            "id": f"code-{seed}-{i}", "question": question, "answer": f"```python\n{solution}\n```",
+            "reasoning": f"x={xs[0]} gives {fn(xs[0], k)}", "family": "code", "source": "synthetic:code",
+            "metadata": {"tests": cases},
         })
     return rows
 

@@ -33,6 +33,7 @@ import yaml
 from tasks.recipe import Benchmark, EvaluationSection, did_you_mean
 from tasks.tracking import tag_stage_run
 from tasks.verifiers import build_reward, extract_final_answer, sandbox_tags, verifier_problems
+from tasks.verifiers.rows import repeat_columns, reward_columns
 
 SAMPLES_FILTER = "samples"  # our filter's name; left out of metric names
 DEFAULT_VERIFIER = "math_answer_reward"
@@ -93,10 +94,9 @@ def verifier_scorer(verifier: str, params: dict, columns: dict):
     def process_results(doc: dict, results: list) -> dict[str, float]:
         samples = results[0] if results and isinstance(results[0], list) else results
         n = len(samples)
-        fields = {k: v for k, v in doc.items() if k not in ("prompts", "completions")}
-        fields.update(question=doc.get(q_col), answer=doc.get(a_col))
-        scores = reward(prompts=[fields["question"]] * n, completions=list(samples),
-                        **{k: [v] * n for k, v in fields.items()})
+        row = {**doc, "question": doc.get(q_col), "answer": doc.get(a_col)}
+        columns = repeat_columns(reward_columns([row]), [n])  # the columns GRPO hands the reward
+        scores = reward(prompts=[row["question"]] * n, completions=list(samples), **columns)
         correct = sum(1 for s in scores if s is not None and s >= 1.0)
         out = {"pass_at_1": correct / n, f"pass_at_{n}": pass_at_k(n, correct, n)}
         out["no_answer"] = sum(extract_final_answer(s, **extract) is None for s in samples) / n

@@ -171,7 +171,20 @@ def benchmark_metrics(run: BenchmarkRun, res: dict) -> dict[str, float]:
             if not run.by_verifier:  # a verifier-scored benchmark reports the rate itself
                 out[_name(prefix, "no_answer", filt)] = missing / len(docs)
             out[f"{prefix}/docs"] = float(len(docs))
+            if run.by_verifier:
+                out.update(family_pass_rates(prefix, docs))
     return out
+
+
+def family_pass_rates(prefix: str, samples: list[dict]) -> dict[str, float]:
+    """`<benchmark>/<family>/pass_at_1` over the documents of each task family (rows with a
+    `family` column: the held-out split of a mixture reports math, countdown and code apart)."""
+    by_family: dict[str, list[float]] = {}
+    for s in samples:
+        family = (s.get("doc") or {}).get("family")
+        if family and isinstance(s.get("pass_at_1"), numbers.Real):
+            by_family.setdefault(str(family), []).append(float(s["pass_at_1"]))
+    return {_name(prefix, f"{family}/pass_at_1", None): sum(v) / len(v) for family, v in by_family.items()}
 
 
 def _flat(x) -> list[str]:

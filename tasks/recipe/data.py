@@ -21,6 +21,9 @@ class Source(Section):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column <- source column, e.g. {question: problem}. "
                                           "Canonical: id, question (or messages), answer, reasoning, family, source.")
+    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench"] = Field(
+        "canonical", description="A code dataset's native layout, read into question, answer and tests "
+                                 "(tasks/data/formats.py, docs/curation.md#dataset-formats).")
     answer_format: Literal["plain", "gsm8k", "boxed"] = Field(
         "plain", description="How the gold answer is written in the source's answer column.")
     family: str = Field("math", description="Task family of rows without a `family` column (math, code, ...: "

@@ -149,6 +149,11 @@ class KLMonitor(_Monitor):
     threshold: float = Field(1.0, gt=0, description="Trips when kl > threshold (logged only when beta > 0).")
 
 
+class UnscoredMonitor(_Monitor):
+    """A reward that returned None for every row it applies to in a batch (a missing column,
+    a verifier that cannot read the rows): it gives the stage no signal at all."""
+
+
 class CanaryMonitor(_Monitor):
     """Reward-hacking canary: greedy accuracy on GRPO rows held back from training."""
 
@@ -168,6 +173,7 @@ class Monitors(Section):
     entropy_collapse: EntropyMonitor = EntropyMonitor()
     kl_blowup: KLMonitor = KLMonitor()
     reward_hacking: CanaryMonitor = CanaryMonitor()
+    unscored_reward: UnscoredMonitor = UnscoredMonitor()
 
 
 class GRPOStage(Section):

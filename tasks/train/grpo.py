@@ -34,12 +34,9 @@ from tasks.train.presets import (
     vllm_settings,
 )
 from tasks.verifiers import build_reward, sandbox_tags
+from tasks.verifiers.rows import column_problems, reward_columns
 
 log = logging.getLogger(__name__)
-
-# Canonical columns GRPO passes to the rewards; `prompt` is built from `question`.
-REWARD_COLUMNS = ("id", "answer", "family")
-
 
 def grpo_key(recipe: Recipe, index: int, data_key: str, init_key: str) -> str:
     """Cache key of GRPO stage `index`: the seed, that stage's settings, its data and its start."""
@@ -79,9 +76,30 @@ def split_canary(rows: list[dict], stage: GRPOStage) -> tuple[list[dict], list[d
 def grpo_dataset(recipe: Recipe, rows: list[dict]):
     from datasets import Dataset
 
-    return Dataset.from_list([
-        {"prompt": prompt_messages(r, recipe.data.system_prompt), **{c: r.get(c) for c in REWARD_COLUMNS}}
-        for r in rows])
+    columns = reward_columns(rows)  # every canonical column and metadata field (tasks.verifiers.rows)
+    return Dataset.from_dict({"prompt": [prompt_messages(r, recipe.data.system_prompt) for r in rows], **columns})
+
+
+def stage_reward_problems(stage: GRPOStage, rewards: list, rows: list[dict]) -> list[str]:
+    """Why the stage's rewards (and its canary verifier) cannot score its rows: [] when they can."""
+    where = f"grpo.stages {stage.name!r}"
+    problems = column_problems(f"{where} rewards", rewards, rows)
+    if stage.monitors.reward_hacking.policy != "off":
+        canary = build_reward(stage.monitors.reward_hacking.reward)
+        problems += column_problems(f"{where} monitors.reward_hacking.reward", [canary], rows)
+    return problems
+
+
+def check_stage_rewards(recipe: Recipe, data_dir: str | Path) -> None:
+    """Before any training: every GRPO stage's rewards (and canary) can score the curated rows
+    that stage selects; else a ValueError naming each stage, reward and missing column."""
+    rows = read_split(data_dir, "grpo")
+    problems = []
+    for stage in recipe.grpo.stages:
+        if selected := select_rows(rows, stage.data):  # no rows at all: the stage itself says so
+            problems += stage_reward_problems(stage, [build_reward(s.name, s.params) for s in stage.rewards], selected)
+    if problems:
+        raise ValueError("the curated rows do not fit the GRPO rewards: " + "; ".join(problems))
 
 
 def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_dir: str | Path, out_dir: Path,
@@ -113,6 +131,9 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     if not rows:
         raise ValueError(f"grpo.stages {stage.name!r}: no curated GRPO rows match data.where={stage.data.where}")
     rewards = [build_reward(s.name, s.params) for s in specs]
+    problems = stage_reward_problems(stage, rewards, rows)
+    if problems:
+        raise ValueError("; ".join(problems))
     # GRPOTrainer loads the reference model (beta > 0) from the policy's path, so pass the path.
     trainer = PipelineGRPOTrainer(
         model=str(init_model), reward_funcs=rewards, args=args,

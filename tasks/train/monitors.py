@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 from tasks.data.curate import prompt_messages
 from tasks.layout import TRIPS_FILE
 from tasks.verifiers import build_reward
+from tasks.verifiers.rows import reward_columns
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,25 @@ class HealthMonitor:
                 trips.append(self._trip(name, step, value, spec, (
                     f"{name} at step {step}: {shown} {meaning} ({bad} {spec.threshold:g} for "
                     f"{self.cfg.patience} logging steps). Change: {advice}.")))
+        trips += self._check_unscored(logs, step)
         if logs.get("reward") is not None:
             self.rewards.append((step, float(logs["reward"])))
         if logs.get("canary/accuracy") is not None:
             self.canary.append((step, float(logs["canary/accuracy"])))
             trips += self._check_canary(step)
         return trips
+
+    def _check_unscored(self, logs: dict, step: int) -> list[Trip]:
+        """A reward that scored none of the rows it applies to (`rewards/<name>/scored` == 0)."""
+        spec = self._armed("unscored_reward")
+        dead = [k.split("/")[1] for k, v in logs.items()
+                if k.startswith("rewards/") and k.endswith("/scored") and v is not None and float(v) == 0.0]
+        if spec is None or not dead:
+            return []
+        return [self._trip("unscored_reward", step, 0.0, spec, (
+            f"unscored_reward at step {step}: {', '.join(dead)} returned None for every row it applies to, "
+            "so it gives no learning signal. Change: check that the rows carry the columns the reward reads "
+            "(docs/curation.md), map them with data.sources[].columns, or drop the reward from the stage."))]
 
     def add_canary(self, step: int, accuracy: float) -> list[Trip]:
         """A canary point measured outside the logs (the baseline before training)."""
@@ -131,7 +145,7 @@ class HealthMonitor:
 
     def _trip(self, name, step, value, spec, message) -> Trip:
         self.tripped.add(name)
-        threshold = spec.max_drop if name == "reward_hacking" else spec.threshold
+        threshold = spec.max_drop if name == "reward_hacking" else getattr(spec, "threshold", 0.0)
         return Trip(name, step, value, threshold, spec.policy, message)
 
 
@@ -143,8 +157,7 @@ def read_trips(stage_dir: str | Path) -> list[dict]:
 def score_canary(trainer, rows: list[dict], prompts: list, reward, max_new_tokens: int) -> float:
     """Greedy accuracy of the policy on the canary rows, scored by `reward` (None counts as 0)."""
     texts = trainer.greedy_completions(prompts, max_new_tokens)
-    columns = {c: [r.get(c) for r in rows] for c in ("answer", "id", "family")}
-    scores = reward(prompts=prompts, completions=texts, **columns)
+    scores = reward(prompts=prompts, completions=texts, **reward_columns(rows))
     return sum(float(s or 0.0) for s in scores) / max(len(scores), 1)
 
 

@@ -28,6 +28,7 @@ from trl.trainer.utils import nanstd
 
 from tasks.verifiers import completion_text
 from tasks.verifiers._base import prompt_text
+from tasks.verifiers.rows import family_means
 
 # Keys of the generated batch that hold one row per completion, by padding side.
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
@@ -36,10 +37,14 @@ _RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "sa
 
 
 class ConcurrentReward:
-    """A synchronous reward run in a worker thread, so TRL awaits all rewards together."""
+    """A synchronous reward run in a worker thread, so TRL awaits all rewards together.
 
-    def __init__(self, fn, seconds: Counter):
-        self.fn, self.seconds = fn, seconds
+    Per batch it also reports, through `metric(name, value)`, the reward's mean per task family
+    (`rewards/<name>/<family>/mean`) and the share of the rows it applies to that it scored
+    (`rewards/<name>/scored`; 0 means None for the whole batch, which the monitors flag)."""
+
+    def __init__(self, fn, seconds: Counter, metric=None):
+        self.fn, self.seconds, self.metric = fn, seconds, metric
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)  # TRL logs rewards/<name>/mean
 
     async def __call__(self, **kwargs):
@@ -48,9 +53,20 @@ class ConcurrentReward:
     def _timed(self, kwargs):
         t0 = time.perf_counter()
         try:
-            return self.fn(**kwargs)
+            scores = self.fn(**kwargs)
         finally:
             self.seconds[self.__name__] += time.perf_counter() - t0
+        if self.metric is not None:
+            self._report(scores, kwargs.get("family") or [None] * len(scores))
+        return scores
+
+    def _report(self, scores: list, families: list) -> None:
+        applies = getattr(self.fn, "applies", lambda family: True)
+        mine = [s for s, f in zip(scores, families) if applies(f)]
+        if mine:
+            self.metric(f"rewards/{self.__name__}/scored", sum(s is not None for s in mine) / len(mine))
+        for family, value in family_means(scores, families).items():
+            self.metric(f"rewards/{self.__name__}/{family}/mean", value)
 
 
 def zero_variance_groups(rewards_per_func: torch.Tensor, weights: torch.Tensor, group: int) -> torch.Tensor:
@@ -101,7 +117,8 @@ def splice_rows(batch: dict[str, Any], fresh: dict[str, Any], rows: list[int], p
 class PipelineGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, dynamic_sampling=None, **kwargs):
         self.reward_seconds: Counter = Counter()
-        kwargs["reward_funcs"] = [ConcurrentReward(f, self.reward_seconds) for f in kwargs["reward_funcs"]]
+        kwargs["reward_funcs"] = [ConcurrentReward(f, self.reward_seconds, self.add_metric)
+                                  for f in kwargs["reward_funcs"]]
         super().__init__(*args, **kwargs)
         if dynamic_sampling is not None and (self.tools or self.rollout_func is not None):
             raise ValueError("dynamic_sampling works with plain generation only (no tools or rollout_func)")

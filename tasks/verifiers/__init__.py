@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.recipe.base import did_you_mean
-from tasks.verifiers._base import Reward, completion_text
+from tasks.verifiers._base import Reward, column, completion_text, pick_entries
 from tasks.verifiers.code import CodeReward
 from tasks.verifiers.code_tests import tests_problem
+from tasks.verifiers.control import RandomReward
 from tasks.verifiers.equation import EquationReward
 from tasks.verifiers.format import FormatReward, TagCountReward
 from tasks.verifiers.language import LanguageConsistencyReward
@@ -32,10 +33,56 @@ from tasks.verifiers.math import (
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
     CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
+    RandomReward,
 ]
+
+
+
+class FamilyReward(Reward):
+    """Mixtures: each row scored by the registered verifier its task family names (default:
+    math -> math_answer_reward, countdown -> equation_reward, code -> code_reward).
+
+    Scoring rule: that verifier's score for the row; ``None`` for a family not in ``by_family``.
+    One name for the places a recipe takes a single verifier (``data.verifier`` for cold-start
+    checks and the pass-rate filter, the canary, held-out evaluation). Params: ``by_family``.
+    """
+
+    name = "family_reward"
+    PARAMS = {"by_family": {"math": "math_answer_reward", "countdown": "equation_reward", "code": "code_reward"}}
+
+    def _validate(self) -> None:
+        bad = [v for v in self.params["by_family"].values() if v not in REWARDS or v == self.name]
+        if bad:
+            self._fail(f"by_family names unknown verifiers {bad}; valid: {', '.join(sorted(REWARDS))}")
+        self.by_family = {f: type(REWARDS[v])() for f, v in self.params["by_family"].items()}
+
+    def applies(self, family: str | None) -> bool:
+        return family is None or family in self.by_family
+
+    def required_columns(self) -> list[str]:
+        return []  # each family's verifier checks its own (tasks.verifiers.rows.column_problems)
+
+    def sandbox_isolation(self) -> str | None:
+        return next((lvl for r in self.by_family.values() if (lvl := r.sandbox_isolation())), None)
+
+    def runtime_problem(self) -> str | None:
+        return next((p for r in self.by_family.values() if (p := r.runtime_problem())), None)
+
+    def score_batch(self, texts, prompts, kwargs):
+        families = column(kwargs, "family", len(texts))
+        out: list[float | None] = [None] * len(texts)
+        for family, reward in self.by_family.items():
+            mine = [i for i, f in enumerate(families) if f == family]
+            if mine:
+                picked = {k: pick_entries(v, mine, len(texts)) for k, v in kwargs.items()}
+                for i, score in zip(mine, reward.score_batch([texts[i] for i in mine], prompts, picked)):
+                    out[i] = score
+        return out
+
 
 #: The one registry: name -> reward with default parameters (a callable ``Reward`` instance).
 REWARDS: dict[str, Any] = {cls.name: cls() for cls in _CLASSES}
+REWARDS[FamilyReward.name] = FamilyReward()
 
 
 def _lookup(name: str) -> Reward:

@@ -5,6 +5,11 @@ contract ``(prompts, completions, **dataset_columns) -> list[float | None]`` and
 attribute ``__name__`` (TRL logs ``rewards/<__name__>/mean``). Parameters are declared once in
 the class attribute ``PARAMS`` (name -> default); ``__init__`` rejects unknown names (naming the
 closest valid one) and values whose type does not match the default's.
+
+Each class also declares what it scores: ``FAMILIES`` (the task families it applies to; ``None``
+= every family) and ``COLUMNS`` (the parameters naming the row columns it cannot score without,
+e.g. ``("tests_column",)``). A row of another family gets ``None`` (routing in mixtures), and
+``tasks.verifiers.rows.column_problems`` refuses a stage whose rows lack a needed column.
 """
 
 from __future__ import annotations
@@ -95,6 +100,10 @@ class Reward:
     name: ClassVar[str] = "reward"
     #: parameter name -> default value (the default's type is the accepted type; None = any)
     PARAMS: ClassVar[dict[str, Any]] = {}
+    #: task families this reward scores (a row of another family gets None); None = every family
+    FAMILIES: ClassVar[tuple[str, ...] | None] = None
+    #: parameters whose value names a row column the reward needs
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         unknown = [k for k in params if k not in self.PARAMS]
@@ -146,10 +155,36 @@ class Reward:
         if completions is None:
             raise TypeError(f"{self.name} needs completions=")
         texts = [completion_text(c) for c in completions]
-        return self.score_batch(texts, prompts, kwargs)
+        families = kwargs.get("family")
+        if self.FAMILIES is None or families is None:
+            return self.score_batch(texts, prompts, kwargs)
+        mine = [i for i, f in enumerate(column(kwargs, "family", len(texts))) if self.applies(f)]
+        out: list[float | None] = [None] * len(texts)
+        if not mine:
+            return out
+        picked = {k: pick_entries(v, mine, len(texts)) for k, v in kwargs.items()}
+        scores = self.score_batch([texts[i] for i in mine], pick_entries(prompts, mine, len(texts)), picked)
+        for i, s in zip(mine, scores):
+            out[i] = s
+        return out
+
+    def applies(self, family: str | None) -> bool:
+        """Whether this reward scores rows of ``family`` (a row without a family: yes)."""
+        return self.FAMILIES is None or family is None or family in self.FAMILIES
+
+    def required_columns(self) -> list[str]:
+        """The row columns this reward needs (the values of its ``COLUMNS`` parameters)."""
+        return [self.params[k] for k in self.COLUMNS]
 
     def score_batch(self, texts: list[str], prompts: list | None, kwargs: dict) -> list[float | None]:
         raise NotImplementedError
+
+
+def pick_entries(values: Any, index: list[int], n: int) -> Any:
+    """The entries ``index`` of a per-completion list (other values pass through)."""
+    if isinstance(values, (list, tuple)) and len(values) == n:
+        return [values[i] for i in index]
+    return values
 
 
 def log_metric(kwargs: dict, name: str, value: float) -> None:

@@ -87,6 +87,8 @@ class CodeReward(Reward):
     """
 
     name = "code_reward"
+    FAMILIES = ("code",)
+    COLUMNS = ("tests_column",)
     PARAMS = {
         "timeout_s": 4.0, "memory_mb": 512, "fsize_mb": 16, "nofile": 64, "nproc": 16,
         "max_output_bytes": 1 << 20, "binary": False, "io_compare": "lines", "language": "python",

@@ -117,6 +117,8 @@ class EquationReward(Reward):
     """
 
     name = "equation_reward"
+    FAMILIES = ("countdown",)
+    COLUMNS = ("numbers_column", "target_column")
     PARAMS = {"use_all": True, "allow_unary_minus": False, "allow_pow": False, "prefilled_think": False,
               "numbers_column": "numbers", "target_column": "target"}
 

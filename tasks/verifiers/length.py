@@ -78,6 +78,8 @@ class CosineLengthReward(Reward):
     """
 
     name = "cosine_length_reward"
+    FAMILIES = ("math",)
+    COLUMNS = ("answer_column",)
     PARAMS = {"min_value_wrong": -0.5, "max_value_wrong": 0.0, "min_value_correct": 0.5,
               "max_value_correct": 1.0, "max_len": 1000, "length_unit": "chars", "prefilled_think": False,
               "answer_column": "answer"}

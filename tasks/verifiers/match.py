@@ -45,6 +45,7 @@ def _golds(gold: Any) -> list[str] | None:
 
 class _MatchBase(Reward):
     PARAMS = {"answer_column": "answer", "extract": "final", "prefilled_think": False}
+    COLUMNS = ("answer_column",)
 
     def _validate(self) -> None:
         if self.params["extract"] not in ("final", "none"):

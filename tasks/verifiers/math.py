@@ -338,6 +338,8 @@ class MathAnswerReward(Reward):
     """
 
     name = "math_answer_reward"
+    FAMILIES = ("math",)
+    COLUMNS = ("answer_column",)
     PARAMS = {
         "prefilled_think": False,
         "think_tag": "think",

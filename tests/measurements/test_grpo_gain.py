@@ -5,16 +5,30 @@ from measurements.grpo_gain import reasoning_split
 
 def test_reasoning_split_counts_skipped_reasoning_and_scores_the_rest(tmp_path):
     docs = [
-        {"target": "5", "completions": ["<think>\n2+3=5\n</think>\n<answer>5</answer>",
+        {"benchmark": "heldout", "doc_id": 0, "target": "5", "completions": ["<think>\n2+3=5\n</think>\n<answer>5</answer>",
                                         "<think>\n\n</think>\n<answer>5</answer>",
                                         "<think>\n2+3=6\n</think>\n<answer>6</answer>"]},
-        {"target": "-1", "completions": ["<think>\n\n</think>\n<answer>1</answer>",
+        {"benchmark": "heldout", "doc_id": 1, "target": "-1", "completions": ["<think>\n\n</think>\n<answer>1</answer>",
                                          "<think>\n2-3=-1\n</think>\n<answer>-1</answer>",
                                          "<think>\n2-3=-1\n</think>\n<answer>-1</answer>"]},
     ]
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    split = reasoning_split(str(tmp_path))
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"id": "a", "family": "math", "answer": "5"}, {"id": "b", "family": "math", "answer": "-1"}]
+    (data / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    split = reasoning_split(str(tmp_path), str(data), "math_answer_reward")
     assert split == {"skips_reasoning": 2 / 6, "reasoned_accuracy": 3 / 4}
+
+
+def test_reasoning_split_scores_other_families_against_their_rows(tmp_path):
+    doc = {"benchmark": "heldout", "doc_id": 0, "target": "(1+2)*3",
+           "completions": ["<think>\n1+2=3\n</think>\n<answer>3*(2+1)</answer>", "<think>\n\n</think>\n<answer>9</answer>"]}
+    (tmp_path / "samples.jsonl").write_text(json.dumps(doc) + "\n")
+    row = {"id": "c", "family": "countdown", "answer": "(1+2)*3", "metadata": {"numbers": [1, 2, 3], "target": 9}}
+    (tmp_path / "eval.jsonl").write_text(json.dumps(row) + "\n")
+    split = reasoning_split(str(tmp_path), str(tmp_path), "equation_reward")
+    assert split == {"skips_reasoning": 0.5, "reasoned_accuracy": 1.0}
 
 
 def test_the_readme_table_is_rewritten_from_results(tmp_path):

@@ -30,3 +30,25 @@ def test_terse_fraction_drops_steps():
 def test_unknown_generator_lists_valid():
     with pytest.raises(ValueError, match="arithmetic"):
         generate("nope", n=1, seed=0)
+
+
+@pytest.mark.parametrize("name, verifier", [("countdown", "equation_reward"), ("code", "code_reward")])
+def test_family_generators_are_seeded_and_their_references_pass_their_verifier(name, verifier):
+    from tasks.data.cold_start import format_completion
+    from tasks.verifiers import build_reward
+    from tasks.verifiers.rows import reward_columns
+
+    rows = generate(name, n=40, seed=1)
+    assert rows == generate(name, n=40, seed=1) and rows != generate(name, n=40, seed=2)
+    assert {r["family"] for r in rows} == {name}
+    # at most 8 words: only an identical question (an exact duplicate) shares a held-out 8-gram
+    assert all(len(r["question"].split()) <= 8 for r in rows)
+    texts = [format_completion(r["reasoning"], r["answer"]) for r in rows]
+    assert build_reward(verifier)(completions=texts, **reward_columns(rows)) == [1.0] * len(rows)
+    wrong = [format_completion("", "```python\nprint(0)\n```" if name == "code" else "1+1")] * len(rows)
+    assert set(build_reward(verifier)(completions=wrong, **reward_columns(rows))) <= {0.0, 1 / 3, 2 / 3}
+
+
+def test_code_rows_mix_assert_and_stdin_tests():
+    kinds = {t["type"] for r in generate("code", n=60, seed=0) for t in r["metadata"]["tests"]}
+    assert kinds == {"assert", "io"}

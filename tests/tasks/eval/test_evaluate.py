@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tasks.eval.benchmarks import BenchmarkRun, write_benchmarks
-from tasks.eval.evaluate import benchmark_metrics, build_lm, evaluate_model, vllm_model_args
+from tasks.eval.evaluate import benchmark_metrics, build_lm, evaluate_model, family_pass_rates, vllm_model_args
 from tasks.recipe import EvaluationSection
 from tests.conftest import GSM8K
 
@@ -93,3 +93,9 @@ def test_same_seed_same_numbers_and_a_model_without_answers_scores_zero(tiny_mod
 
     reseeded = evaluate_model(tiny_model_dir, runs[:1], cfg.model_copy(update={"seed": 12}))
     assert [s["completions"] for s in reseeded.samples] != [s["completions"] for s in first.samples[:3]]
+
+
+def test_family_pass_rates_split_a_mixture_heldout_by_family():
+    samples = [{"doc": {"family": "math"}, "pass_at_1": 1.0}, {"doc": {"family": "math"}, "pass_at_1": 0.0},
+               {"doc": {"family": "code"}, "pass_at_1": 0.5}, {"doc": {}, "pass_at_1": 1.0}]
+    assert family_pass_rates("heldout", samples) == {"heldout/math/pass_at_1": 0.5, "heldout/code/pass_at_1": 0.5}

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from tasks.recipe import GRPOStage, StageData
 from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
-from tasks.train.grpo import run_grpo_stage, select_rows, split_canary
+from tasks.train.grpo import check_stage_rewards, run_grpo_stage, select_rows, split_canary
 from tests.conftest import CONFIGS
 
 
@@ -77,3 +77,14 @@ def test_killed_stage_resumes_from_its_last_checkpoint_in_the_same_run(tmp_path,
     assert len(table["data"]) == 4
     plots = {a.path for a in client.list_artifacts(out.run_id, "plots")}
     assert {"plots/reward.png", "plots/kl.png", "plots/clip_ratios.png"} <= plots
+
+
+def test_a_reward_whose_column_the_curated_rows_lack_fails_before_training(tmp_path):
+    recipe = load_recipe(CONFIGS / "tiny-code.yaml")
+    rows = [{"id": f"k{i}", "family": "code", "question": "Write f(x).", "metadata": {}} for i in range(8)]
+    (tmp_path / "grpo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"grpo.stages 'stage-1' rewards: code_reward needs column 'tests'"):
+        check_stage_rewards(recipe, tmp_path)
+    good = [{**r, "metadata": {"tests": [{"type": "assert", "code": "assert f(1) == 2"}]}} for r in rows]
+    (tmp_path / "grpo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in good))
+    check_stage_rewards(recipe, tmp_path)

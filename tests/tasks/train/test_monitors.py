@@ -37,6 +37,17 @@ def test_off_and_earlier_trips_are_not_checked():
     assert health.check({"completions/clipped_ratio": 1.0, "entropy": 0.0}, 1) == []
 
 
+def test_a_reward_unscored_for_a_whole_batch_trips_at_once_naming_it():
+    health = HealthMonitor(_monitors())
+    assert health.check({"reward": 0.5, "rewards/math_answer_reward/scored": 0.25}, 1) == []
+    trips = health.check({"reward": 0.5, "rewards/code_reward/scored": 0.0,
+                          "rewards/math_answer_reward/scored": 1.0}, 2)
+    assert [(t.monitor, t.policy) for t in trips] == [("unscored_reward", "warn")]
+    assert "code_reward" in trips[0].message and "math_answer_reward" not in trips[0].message
+    quiet = HealthMonitor(_monitors(unscored_reward={"policy": "off"}))
+    assert quiet.check({"rewards/code_reward/scored": 0.0}, 1) == []
+
+
 def test_hacking_signal_needs_falling_canary_and_rising_reward():
     rewards = [(10, 0.2), (20, 0.3), (30, 0.6), (40, 0.7)]
     assert hacking_signal([(0, 0.5), (20, 0.6), (40, 0.4)], rewards, 0.15) == pytest.approx((0.6, 0.4, 0.25, 0.65, 20))
