@@ -18,7 +18,7 @@ def test_each_stage_trains_on_its_pass_rate_filtered_rows(prefect_server, tmp_pa
         "grpo.difficulty={enabled: true, samples: 2, min_pass_rate: 0.0, max_new_tokens: 8, batch_size: 8}",
         "grpo.stages.0.data.max_rows=16"])
     [stage] = grpo_flow(recipe)
-    difficulty = next((tmp_path / "runs" / "stages" / "difficulty-stage-1").iterdir())
+    difficulty = next(p for p in (tmp_path / "runs" / "stages" / "difficulty-stage-1").iterdir() if p.is_dir())
     kept = read_split(difficulty, "grpo")
     assert len(kept) == 16 and all(r["pass_rate"] == 0.0 for r in kept)
     assert stage.metrics and (tmp_path / "runs" / "stages" / "grpo-stage-1").is_dir()
