@@ -74,16 +74,27 @@ def produced_by(recipe_path: str) -> str:
 
 
 def markdown_table(results: list[dict], metric: str, source: str) -> str:
-    """The per-seed table the README shows, numbers to 4 decimals."""
-    rows = ["| seed | SFT pass@1 | GRPO pass@1 | gain (points) | answer-only completions SFT → GRPO "
-            "| accuracy when it reasons SFT → GRPO | wall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    """The per-seed table the README shows, numbers to 4 decimals (with the random-reward
+    control's columns when --control random ran)."""
+    control = all("control" in r for r in results)
+    head = ("| seed | SFT pass@1 | GRPO pass@1 | gain (points) | answer-only completions SFT → GRPO "
+            "| accuracy when it reasons SFT → GRPO | wall |")
+    if control:
+        head += " random-reward control pass@1 | GRPO − control (points) |"
+    rows = [head, "|" + " --- |" * head.count(" |")]
     for r in results:
-        rows.append(f"| {r['seed']} | {r['sft']:.4f} | {r['grpo']:.4f} | {100 * r['gain']:+.2f} "
-                    f"| {r['sft_skips_reasoning']:.1%} → {r['grpo_skips_reasoning']:.1%} "
-                    f"| {r['sft_reasoned_accuracy']:.4f} → {r['grpo_reasoned_accuracy']:.4f} | {r['wall_s']} s |")
+        row = (f"| {r['seed']} | {r['sft']:.4f} | {r['grpo']:.4f} | {100 * r['gain']:+.2f} "
+               f"| {r['sft_skips_reasoning']:.1%} → {r['grpo_skips_reasoning']:.1%} "
+               f"| {r['sft_reasoned_accuracy']:.4f} → {r['grpo_reasoned_accuracy']:.4f} | {r['wall_s']} s |")
+        if control:
+            row += f" {r['control']:.4f} | {100 * (r['grpo'] - r['control']):+.2f} |"
+        rows.append(row)
     mean = 100 * sum(r["gain"] for r in results) / len(results)
-    return "\n".join([*rows, "", f"Mean gain **{mean:+.2f} points** ({metric}, {len(results)} seeds). "
-                                  f"Produced by {source}."])
+    summary = f"Mean gain **{mean:+.2f} points** ({metric}, {len(results)} seeds)"
+    if control:
+        margin = 100 * sum(r["grpo"] - r["control"] for r in results) / len(results)
+        summary += f"; mean margin over the random-reward control **{margin:+.2f} points**"
+    return "\n".join([*rows, "", f"{summary}. Produced by {source}."])
 
 
 def write_readme_table(readme: Path, table: str) -> None:

@@ -43,3 +43,15 @@ def test_the_readme_table_is_rewritten_from_results(tmp_path):
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("after\n")
     assert "| 0 | 0.5964 | 0.8236 | +22.72 |" in text and "Produced by commit `abc`" in text
+
+
+def test_the_table_shows_the_random_control_when_it_ran():
+    from measurements.grpo_gain import markdown_table
+
+    result = {"seed": 1, "sft": 0.5, "grpo": 0.8, "gain": 0.3, "wall_s": 300, "control": 0.55,
+              "sft_skips_reasoning": 0.3, "grpo_skips_reasoning": 0.0,
+              "sft_reasoned_accuracy": 0.7, "grpo_reasoned_accuracy": 0.8}
+    table = markdown_table([result], "heldout/pass_at_1", "commit `abc`")
+    header, rule, row = table.splitlines()[:3]
+    assert header.count("|") == rule.count("|") == row.count("|") == 10
+    assert row.endswith("| 0.5500 | +25.00 |") and "margin over the random-reward control **+25.00 points**" in table
