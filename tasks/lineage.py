@@ -1,7 +1,7 @@
 """MLflow 3 lineage of every stage, logged off the training's critical path.
 
     model_id = log_checkpoint(run_id, model_dir, "sft", tags)   # the id now; the upload is queued
-    BACKGROUND.submit("datasets of sft", lambda c: c.log_inputs(run_id, [jsonl_dataset_input(...)]))
+    BACKGROUND.submit("datasets of sft", lambda c: log_inputs(c, run_id, [jsonl_dataset_input(...)[0]]))
     log_rollouts(run_id, "grpo-stage-1", step, samples)        # traces, queued
     BACKGROUND.flush()                                          # before registering; at exit
 
@@ -148,10 +148,29 @@ def log_scores(client, run_id: str, metrics: dict[str, float], model_id: str | N
         client.log_batch(run_id, metrics=rows[i:i + 1000])
 
 
-def log_model_inputs(client, run_id: str, model_ids: list[str]) -> None:
-    from mlflow.entities import LoggedModelInput
+#: How the store reports a row another writer inserted first (PostgreSQL, sqlite).
+_DUPLICATE_ROW = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed")
 
-    client.log_inputs(run_id, models=[LoggedModelInput(m) for m in model_ids])
+
+def log_inputs(client, run_id: str, datasets: list | None = None, model_ids: list[str] | None = None,
+               attempts: int = 3) -> None:
+    """The run's dataset and model inputs. MLflow's store looks a dataset (experiment, name, digest)
+    up and inserts it when absent, so two runs logging the same dataset at the same moment (two
+    people running one recipe against the team server) collide on its key; the call is one
+    transaction, rolled back, and made again finds the dataset."""
+    from mlflow.entities import LoggedModelInput
+    from mlflow.exceptions import MlflowException
+
+    models = [LoggedModelInput(m) for m in model_ids] if model_ids else None
+    for attempt in range(1, attempts + 1):
+        try:
+            client.log_inputs(run_id, datasets=datasets or None, models=models)
+            return
+        except MlflowException as e:
+            if attempt == attempts or not any(s in str(e) for s in _DUPLICATE_ROW):
+                raise
+            log.info("MLflow inputs of run %s: a concurrent run inserted the same dataset; again", run_id)
+            time.sleep(0.2 * attempt)
 
 
 # ---------------------------------------------------------------- checkpoints as LoggedModels

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks.layout import RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
-from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_model_inputs, log_scores
+from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_inputs, log_scores
 from tasks.locking import file_lock, try_lock
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
@@ -277,7 +277,7 @@ def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
 
     entity, head = jsonl_dataset_input(path, name, file_digest(path), "eval" if name.startswith("eval") else "training",
                                        sample_rows)
-    mlflow.MlflowClient().log_inputs(mlflow.active_run().info.run_id, [entity])
+    log_inputs(mlflow.MlflowClient(), mlflow.active_run().info.run_id, [entity])
     if len(head):
         mlflow.log_table(head, artifact_file=f"samples/{name}.json")
 
@@ -285,11 +285,8 @@ def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
 def _log_stage_inputs(run_id: str, inputs: dict[str, str | Path], models: list[str], context: str) -> None:
     """Queue the stage's datasets (digested on the background thread) and the models it reads."""
     def job(client):
-        if inputs:
-            client.log_inputs(run_id, [jsonl_dataset_input(Path(p), n, file_digest(p), context)[0]
-                                       for n, p in inputs.items()])
-        if models:
-            log_model_inputs(client, run_id, models)
+        log_inputs(client, run_id, [jsonl_dataset_input(Path(p), n, file_digest(p), context)[0]
+                                    for n, p in inputs.items()], models)
 
     if inputs or models:
         BACKGROUND.submit(f"inputs of run {run_id}", job)
