@@ -71,8 +71,9 @@ def team():
                "prefect": env["PREFECT_API_URL"].removesuffix("/api"), "mlflow": env["MLFLOW_TRACKING_URI"],
                "id": json.loads((state / "stack.json").read_text())["id"]}
     finally:
-        subprocess.run([sys.executable, "-m", "tasks.ops.cli", "stack", "down", "--state-dir", str(state)], cwd=REPO,
-                       capture_output=True, timeout=120, check=False)
+        if (state / "stack.json").is_file():  # not stopped by the last test (a failure on the way)
+            subprocess.run([sys.executable, "-m", "tasks.ops.cli", "stack", "down", "--state-dir", str(state)],
+                           cwd=REPO, capture_output=True, timeout=120, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
