@@ -41,9 +41,13 @@ lock: install
 	$(COMPILE) --extra dev --extra gpu -c $(VENV)/cpu-pins.txt -o $(GPU_LOCK) pyproject.toml
 
 # System packages the tests use for real: Debian's chromium (the browser test, driven through
-# Playwright's Python API, never `playwright install`) and bubblewrap (the code sandbox's
-# default isolation). Installed with apt when missing; where apt cannot run, say so and stop.
-SYS_PKGS = $(if $(shell command -v chromium),,chromium) $(if $(shell command -v bwrap),,bubblewrap)
+# Playwright's Python API, never `playwright install`), bubblewrap (the code sandbox's default
+# isolation) and postgresql (team mode's database; its server binaries are not on PATH, so the
+# versioned directory tasks/ops/team.py reads is checked). Installed with apt when missing;
+# where apt cannot run, say so and stop.
+PG_BIN ?= $(or $(RLVR_PG_BIN),/usr/lib/postgresql/15/bin)
+SYS_PKGS = $(if $(shell command -v chromium),,chromium) $(if $(shell command -v bwrap),,bubblewrap) \
+	$(if $(wildcard $(PG_BIN)/postgres),,postgresql)
 APT = DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 sys-deps:
 	@if [ -z "$(strip $(SYS_PKGS))" ]; then :; \

@@ -20,6 +20,7 @@ from flows.reporting import artifact_key, post_table, prefect_tags
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
 from tasks.eval.evaluate import (
+    benchmark_datasets,
     checkpoint_model_dir,
     eval_key,
     eval_settings,
@@ -53,8 +54,8 @@ def evaluate_checkpoint(recipe: Recipe, heldout: str | None, ckpt: StageOutput, 
     return run_stage(recipe, f"eval-{ckpt.stage}", eval_key(suite, ckpt.key),
                      lambda out: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out,
                                                 Path(heldout) if heldout else None, recipe.data.system_prompt),
-                     parent_run_id=parent_run_id,
-                     params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
+                     parent_run_id=parent_run_id, inputs=benchmark_datasets(cfg, Path(heldout) if heldout else None),
+                     scored_model=ckpt.model_id, params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
                      tags={**prefect_tags(), "checkpoint": ckpt.stage, "eval.suite": suite,
                            "eval.seed": str(cfg.seed), "eval.backend": cfg.backend,
                            "eval.benchmarks": ",".join(b.name for b in cfg.benchmarks)})

@@ -11,7 +11,8 @@ from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from flows.sft import sft_flow
-from tasks.layout import PLOTS_DIR
+from tasks.eval.evaluate import resolve_checkpoint
+from tasks.layout import PLOTS_DIR, split_file
 from tasks.recipe import GRPOStage, Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
@@ -30,7 +31,7 @@ def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageO
                      lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=on_line,
                                                 callbacks=training_progress(recipe.name, f"grpo-{stage.name}")),
                      parent_run_id=parent_run_id, params={"grpo": stage.model_dump(mode="json")},
-                     tags=prefect_tags())
+                     tags=prefect_tags(), inputs={"grpo": split_file(data.path, "grpo")}, init_model=init.model_id)
 
 
 @task(name="filter-by-pass-rate")
@@ -41,20 +42,20 @@ def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: Stage
     return run_stage(recipe, f"difficulty-{stage.name}", difficulty_key(recipe, index, data.key, init.key),
                      lambda out: filter_stage_rows(recipe, stage, data.path, init.path, out),
                      parent_run_id=parent_run_id, params={"difficulty": recipe.grpo.difficulty.model_dump(mode="json")},
-                     tags=prefect_tags())
+                     tags=prefect_tags(), inputs={"grpo": split_file(data.path, "grpo")}, init_model=init.model_id)
 
 
 @flow(name="grpo")
 def grpo_flow(recipe: Recipe = default_recipe(), data: str | None = None, init: str | None = None,
               parent_run_id: str | None = None) -> list[StageOutput]:
     """Steps: resolve the data and the starting checkpoint (stage directories or MLflow run
-    ids; run the upstream flows if absent); train each GRPO stage in order with its verifier
+    ids, or a `models:/` URI for the checkpoint; run the upstream flows if absent); train each GRPO stage in order with its verifier
     rewards, each from the previous stage's checkpoint; with `grpo.difficulty.enabled`, first
     keep the stage's prompts whose pass rate under that checkpoint lies in the band (a cached
     `difficulty-<stage>` step whose grpo.jsonl the stage trains on). Returns one output per stage."""
     configure_tracking(recipe.tracking)
     data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
-    start = resolve_output(init) if init else sft_flow(recipe, data_out.path, parent_run_id)[-1]
+    start = resolve_checkpoint(init, recipe) if init else sft_flow(recipe, data_out.path, parent_run_id)[-1]
     outputs = []
     for i, stage in enumerate(recipe.grpo.stages):
         stage_data = data_out

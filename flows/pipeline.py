@@ -15,6 +15,7 @@ from flows.sft import sft_flow
 from tasks.eval.evaluate import suite_key
 from tasks.eval.promote import evaluation_refs, promote_checkpoint
 from tasks.eval.report import headline_metrics
+from tasks.lineage import flush_into_run
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, flatten, run_liveness, ui_link
@@ -69,6 +70,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
         # Which MLflow run made each stage, also one reused from the cache (no child run here).
         mlflow.set_tags({f"stage_run.{s.stage}": s.run_id for s in [data, *checkpoints] if s.run_id})
         rows, decision = evaluate_and_promote(recipe, data, checkpoints, pid)
+        flush_into_run()  # the LoggedModels, datasets and traces queued off the training's critical path
     metric = recipe.evaluation.primary_metric
     stages = [data, *checkpoints]
     summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision, "data": str(data.path),

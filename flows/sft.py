@@ -7,17 +7,18 @@ from prefect import flow, get_run_logger, task
 from flows.curate import curate_flow
 from flows.progress import training_progress
 from flows.reporting import post_stage_artifact, prefect_tags
+from tasks.layout import split_file
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
-from tasks.train.sft import base_key, prepare_base_model, run_sft, sft_key
+from tasks.train.sft import base_key, base_model_inputs, prepare_base_model, run_sft, sft_key
 
 
 @task(name="prepare-base-model")
 def prepare_base(recipe: Recipe, data: StageOutput, parent_run_id: str | None) -> StageOutput:
     return run_stage(recipe, "base", base_key(recipe, data.key), lambda out: prepare_base_model(recipe, data.path, out),
                      parent_run_id=parent_run_id, params={"model": recipe.model.model_dump(mode="json")},
-                     tags=prefect_tags())
+                     tags=prefect_tags(), inputs=base_model_inputs(recipe, data.path))
 
 
 @task(name="train-sft")
@@ -26,7 +27,7 @@ def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_i
     return run_stage(recipe, "sft", sft_key(recipe, data.key, base.key), lambda out: run_sft(recipe, data.path, base.path, out, on_line,
                                                              training_progress(recipe.name, "sft")),
                      parent_run_id=parent_run_id, params={"sft": recipe.sft.model_dump(mode="json")},
-                     tags=prefect_tags())
+                     tags=prefect_tags(), inputs={"sft": split_file(data.path, "sft")}, init_model=base.model_id)
 
 
 @flow(name="sft")

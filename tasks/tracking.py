@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.layout import MODEL_DIR, RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
+from tasks.layout import RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
+from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_inputs, log_scores
 from tasks.locking import file_lock, try_lock
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
@@ -37,6 +38,10 @@ OFFLINE_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    # Trace ids from a private RNG: stages seed `random` alike, so two runs would write the same trace ids.
+    "MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR": "true",
+    # Rollout traces are written on tasks.lineage's background thread already: export them there.
+    "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
 }
 # What every process of an embedded run starts with: offline, and the same CPU math everywhere.
 EMBEDDED_ENV = {**OFFLINE_ENV, **CPU_MATH_ENV}
@@ -49,6 +54,7 @@ class StageOutput(BaseModel):
     key: str = Field(description="Content hash of the stage's settings and inputs.")
     path: str = Field(description="Directory holding the stage's outputs.")
     run_id: str | None = Field(None, description="MLflow run that produced the outputs.")
+    model_id: str | None = Field(None, description="MLflow LoggedModel of the stage's model/ directory.")
     metrics: dict[str, float] = Field(default_factory=dict)
     cached: bool = False
 
@@ -81,14 +87,26 @@ def configure_tracking(cfg: TrackingSection) -> str:
         exp = mlflow.get_experiment_by_name(cfg.experiment)
         if exp is not None:
             exp_id = exp.experiment_id
-        elif cfg.tracking_uri:
-            exp_id = mlflow.create_experiment(cfg.experiment)
+        elif cfg.tracking_uri:  # a server: another machine may create it at the same moment
+            exp_id = _create_server_experiment(cfg.experiment)
         else:  # keep artifacts beside the sqlite store, not in the current directory
             root = (Path(cfg.runs_dir).resolve() / "mlartifacts").as_uri()
             exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=root)
     mlflow.set_experiment(experiment_id=exp_id)
     end_dead_runs(exp_id)
     return exp_id
+
+
+def _create_server_experiment(name: str) -> str:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.create_experiment(name)
+    except MlflowException:  # created a moment ago by a run on another machine
+        if (exp := mlflow.get_experiment_by_name(name)) is None:
+            raise
+        return exp.experiment_id
 
 
 #: Run tag: the lock file its process holds while the run is open (tasks.locking).
@@ -175,14 +193,19 @@ def run_stage(
     params: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     inputs: dict[str, str | Path] | None = None,
+    init_model: str | None = None,
+    scored_model: str | None = None,
 ) -> StageOutput:
     """Run `body(out_dir)` once per `key` inside an MLflow child run; reuse a finished result.
 
     `body` writes its outputs into `out_dir` and may return metrics. A directory left by a
     failed or killed attempt (no result.json) is handed to the next attempt as is, so a body
     can resume from its own checkpoints there. `inputs` (name -> JSONL file) are logged as the
-    run's datasets; a `model/` directory the body writes is logged as the run's checkpoint
-    (unless `tracking.log_checkpoints` is off).
+    run's datasets (context `eval` when the stage scores `scored_model`, else `training`), the
+    LoggedModels it starts from (`init_model`) or scores as its model inputs, the metrics of a
+    scoring stage against that model and its benchmark datasets (an input named like the
+    metric's first part); a `model/` directory the body writes becomes the run's LoggedModel
+    (unless `tracking.log_checkpoints` is off). See tasks.lineage: the uploads run in the background.
     """
     out_dir = stage_dir(recipe, stage, key)
     # One producer per stage directory: a concurrent run of the same recipe waits, then reuses.
@@ -191,13 +214,15 @@ def run_stage(
             cached = read_output(out_dir).model_copy(update={"cached": True})
             log.info("%s: reusing finished outputs %s (MLflow run %s)", stage, out_dir, cached.run_id)
             return cached
-        return _produce(recipe, stage, key, out_dir, body, parent_run_id, params, tags, inputs)
+        return _produce(recipe, stage, key, out_dir, body, parent_run_id, params, tags, inputs,
+                        (init_model, scored_model))
 
 
 def _produce(recipe: Recipe, stage: str, key: str, out_dir: Path, body, parent_run_id, params, tags,
-             inputs) -> StageOutput:
+             inputs, models: tuple[str | None, str | None]) -> StageOutput:
     import mlflow
 
+    init_model, scored_model = models
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_and_pin(recipe.seed)
     run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **provenance(recipe.seed), **(tags or {})}
@@ -210,18 +235,24 @@ def _produce(recipe: Recipe, stage: str, key: str, out_dir: Path, body, parent_r
         (out_dir / RUN_ID_FILE).write_text(run.info.run_id)
         if not resume_id:
             mlflow.log_params(flatten(redact(params or {})))
-            for name, path in (inputs or {}).items():
-                log_jsonl_dataset(Path(path), name)
+            _log_stage_inputs(run.info.run_id, inputs or {}, [m for m in models if m],
+                              "eval" if scored_model else "training")
         try:
             metrics = body(out_dir) or {}
         except BaseException as e:  # the run ends FAILED (ActiveRun.__exit__); say why on it
             mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
             raise
-        if metrics:
+        if metrics and scored_model:
+            log_scores(mlflow.MlflowClient(), run.info.run_id, {safe_metric_name(k): v for k, v in metrics.items()},
+                       scored_model, {n: (n, file_digest(p)) for n, p in (inputs or {}).items()})
+        elif metrics:
             log_metrics(metrics)
+        model_id = None
         if recipe.tracking.log_checkpoints and model_dir(out_dir).is_dir():
-            mlflow.log_artifacts(str(model_dir(out_dir)), artifact_path=MODEL_DIR)
-        result = StageOutput(stage=stage, key=key, path=str(out_dir), run_id=run.info.run_id, metrics=metrics)
+            model_id = log_checkpoint(run.info.run_id, model_dir(out_dir), stage,
+                                      {**run_tags, **({"init_model": init_model} if init_model else {})})
+        result = StageOutput(stage=stage, key=key, path=str(out_dir), run_id=run.info.run_id, metrics=metrics,
+                             model_id=model_id)
         tmp = out_dir / f"{RESULT_FILE}.tmp"
         tmp.write_text(result.model_dump_json(indent=2))
         tmp.rename(out_dir / RESULT_FILE)
@@ -243,13 +274,22 @@ def file_digest(path: str | Path) -> str:
 def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
     """A JSONL split as an MLflow dataset (digest, row count) plus a sample table; `eval*` is eval context."""
     import mlflow
-    import pandas as pd
 
-    df = pd.read_json(path, lines=True, dtype=False).astype(str) if path.stat().st_size else pd.DataFrame()
-    ds = mlflow.data.from_pandas(df, source=str(path), name=name, digest=file_digest(path))
-    mlflow.log_input(ds, context="eval" if name.startswith("eval") else "training")
-    if len(df):
-        mlflow.log_table(df.head(sample_rows), artifact_file=f"samples/{name}.json")
+    entity, head = jsonl_dataset_input(path, name, file_digest(path), "eval" if name.startswith("eval") else "training",
+                                       sample_rows)
+    log_inputs(mlflow.MlflowClient(), mlflow.active_run().info.run_id, [entity])
+    if len(head):
+        mlflow.log_table(head, artifact_file=f"samples/{name}.json")
+
+
+def _log_stage_inputs(run_id: str, inputs: dict[str, str | Path], models: list[str], context: str) -> None:
+    """Queue the stage's datasets (digested on the background thread) and the models it reads."""
+    def job(client):
+        log_inputs(client, run_id, [jsonl_dataset_input(Path(p), n, file_digest(p), context)[0]
+                                    for n, p in inputs.items()], models)
+
+    if inputs or models:
+        BACKGROUND.submit(f"inputs of run {run_id}", job)
 
 
 def _unfinished_run(out_dir: Path) -> str | None:
@@ -287,12 +327,14 @@ def resolve_output(ref: str) -> StageOutput:
 
 
 def ui_link(run_id: str | None) -> str:
-    """Where a person opens the run: the MLflow UI started by `rlvr ui` (override RLVR_MLFLOW_UI)."""
+    """Where a person opens the run: the tracking server, or the MLflow UI of `rlvr stack up` (override
+    RLVR_MLFLOW_UI)."""
     import mlflow
 
     if not run_id:
         return ""
-    base = os.environ.get("RLVR_MLFLOW_UI", "http://127.0.0.1:5000")
+    uri = mlflow.get_tracking_uri()  # a tracking server is its own UI
+    base = os.environ.get("RLVR_MLFLOW_UI") or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")
     exp = mlflow.get_run(run_id).info.experiment_id
     return f"{base}/#/experiments/{exp}/runs/{run_id}"
 

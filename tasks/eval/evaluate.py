@@ -54,6 +54,14 @@ def _local_files(bench) -> list[str]:
     return ([bench.path] if bench.path else []) + sorted(bench.data_files.values()) + task_yaml
 
 
+def benchmark_datasets(cfg: EvaluationSection, heldout: Path | None) -> dict[str, Path]:
+    """Benchmark name -> the local JSONL rows it scores (the held-out split, a jsonl benchmark's
+    file, an lm-eval task's local test split): the evaluation run's datasets."""
+    files = {b.name: heldout if b.kind == "heldout" else Path(b.path or b.data_files.get("test", ""))
+             for b in cfg.benchmarks}
+    return {name: path for name, path in files.items() if path and path.suffix == ".jsonl" and path.is_file()}
+
+
 def eval_key(suite: str, checkpoint_key: str) -> str:
     """Cache key of one checkpoint's evaluation: the suite and the checkpoint's own key."""
     return stable_hash([suite, checkpoint_key])

@@ -1,6 +1,6 @@
 """Model registry: register the final model as `challenger`; make it `champion` only if it wins.
 
-    version = register_model(model_dir, "rlvr-default")
+    version = register_model(model_dir, "rlvr-default", model_id)   # the stage's LoggedModel
     decision = promote_if_better("rlvr-default", version, "heldout/pass_at_1", 0.61, margin=0.0, suite=key)
     record_decision(decision)                       # promotion.json + tags on the active run
 
@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from tasks.layout import model_dir
-from tasks.modeling import load_model
+from tasks.lineage import BACKGROUND, log_checkpoint, model_id_of_source, ready_model
 from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import StageOutput, stage_dir
 
@@ -27,23 +27,16 @@ METRIC_TAG = "metric."  # model-version tags hold the numbers the decision used
 SUITE_TAG = "eval.suite"
 
 
-def register_model(model_path: str | Path, name: str) -> str:
-    """Log `model_path` with the transformers flavor in the active run and register it; returns the version."""
+def register_model(model_path: str | Path, name: str, model_id: str | None = None) -> str:
+    """A new version of `name` from the checkpoint's LoggedModel: `model_id`, the one its stage
+    logged (waited for while it uploads), or, when that is not READY in this store, `model_path`
+    logged now as a LoggedModel of the active run. Returns the version."""
     import mlflow
 
-    # A components dict, not the path: MLflow 3.17's path mode breaks on transformers 5.
-    model, tok = load_model(model_path)
-    info = mlflow.transformers.log_model(
-        transformers_model={"model": model, "tokenizer": tok}, name="model", task="text-generation",
-        registered_model_name=name, pip_requirements=_requirements())
-    return str(info.registered_model_version)
-
-
-def _requirements() -> list[str]:
-    """Pinned serving requirements (MLflow's own guess imports torchvision, which has no CPU build here)."""
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("torch", "transformers", "tokenizers", "safetensors")]
+    BACKGROUND.flush()
+    if not ready_model(model_id):
+        model_id = log_checkpoint(mlflow.active_run().info.run_id, model_path, name, wait=True)
+    return str(mlflow.register_model(f"models:/{model_id}", name).version)
 
 
 class RegistryError(RuntimeError):
@@ -131,7 +124,7 @@ def promote_checkpoint(recipe: Recipe, final: StageOutput, row: dict, suite: str
     if metric not in row:
         raise ValueError(f"evaluation.primary_metric {metric!r} was not reported for {row['checkpoint']}; "
                          f"reported: {', '.join(k for k in row if '/' in k)}")
-    version = register_model(model_dir(final.path), name)
+    version = register_model(model_dir(final.path), name, final.model_id)
     decision = promote_if_better(name, version, metric, row[metric], recipe.evaluation.promotion_margin, suite=suite,
                                  champion_value=champion_value,
                                  evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path})
@@ -165,6 +158,7 @@ def checkpoint_from_model_uri(uri: str, recipe):
     except MlflowException as e:
         raise ValueError(f"{uri}: no version of registered model {name!r} has alias {ref!r} ({e.message})") from None
     name = name.partition("/")[0]
+    model_id = model_id_of_source(client.get_model_version(name, version).source)
     out_dir = stage_dir(recipe, "registry", stable_hash([name, version]))
     model_path = model_dir(out_dir)
     if not (model_path / "config.json").is_file():
@@ -172,7 +166,7 @@ def checkpoint_from_model_uri(uri: str, recipe):
         parts["model"].save_pretrained(model_path)
         parts["tokenizer"].save_pretrained(model_path)
     return StageOutput(stage=registry_stage(name, version), key=stable_hash(["registry", name, version]),
-                       path=str(out_dir))
+                       path=str(out_dir), model_id=model_id)
 
 
 def registry_stage(name: str, version: str | int) -> str:

@@ -1,4 +1,7 @@
-"""Command line: `rlvr run|validate|verify RECIPE [--set key.path=value ...]`, `rlvr stack up|down`, `rlvr compare`.
+"""Command line: `rlvr run|validate|verify|curate|sft|grpo|evaluate RECIPE [--set key.path=value ...]`, `rlvr stack up|down [--team]`, `rlvr compare`.
+
+`curate`, `sft`, `grpo` and `evaluate` run one stage flow; the stages upstream of it come from the
+cache when unchanged, or from references (`--data`, `--init`, `--checkpoint`).
 
 The recipe is loaded and validated before anything is imported, computed or written, so a
 bad recipe costs a second, not a run.
@@ -14,7 +17,9 @@ import warnings
 
 from tasks.data.sources import read_jsonl
 from tasks.eval.compare import compare_url, comparison_table, format_table, pipeline_runs, plot_runs
+from tasks.lineage import BACKGROUND
 from tasks.ops.stack import Stack, StackError, describe, migrate_embedded_prefect, run_until_stopped
+from tasks.ops.team import Team, TeamError
 from tasks.recipe import RecipeError
 from tasks.recipe_checks import load_recipe
 from tasks.redact import redact_logs, secret_values
@@ -35,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["validate"].add_argument(
         "--allow-missing", action="store_true",
         help="accept packages and devices this machine lacks (vLLM, DeepSpeed, CUDA): check a GPU recipe on a laptop")
+    _stage_verbs(sub)
     v = sub.add_parser("verify", help="score a JSONL of completions with the recipe's verifiers")
     v.add_argument("recipe")
     v.add_argument("--completions", required=True,
@@ -52,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--prefect-port", type=int, default=4200)
     st.add_argument("--mlflow-port", type=int, default=5000)
     st.add_argument("--detach", action="store_true", help="up: return once started; stop with `rlvr stack down`")
+    st.add_argument("--host", default="127.0.0.1", help="address both servers listen on (0.0.0.0: every interface)")
+    st.add_argument("--team", action="store_true",
+                    help="up: both servers on PostgreSQL with authentication on (docs/operations.md, team mode)")
+    st.add_argument("--db-port", type=int, default=5432, help="team: port of the stack's own PostgreSQL")
+    st.add_argument("--database-url", help="team: use this PostgreSQL (postgresql://USER@HOST:PORT/DB; password "
+                                           "from PGPASSWORD) instead of starting one; or RLVR_DATABASE_URL")
+    st.add_argument("--artifacts", help="team: artifact root MLflow serves (default: <state-dir>/artifacts)")
     c = sub.add_parser("compare", help="recipe differences, metrics and reward curves of the last pipeline runs")
     c.add_argument("--recipe", default="configs/default.yaml", help="read this recipe's tracking store")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -59,6 +72,43 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--last", type=int, default=5, help="how many pipeline runs, newest first")
     c.add_argument("--out", help="plot file (default: <runs_dir>/compare-<experiment>.png)")
     return p
+
+
+STAGE_VERBS = {"curate": "run the curation flow alone", "sft": "run the SFT flow (base model + cold-start SFT)",
+               "grpo": "run every GRPO stage of the recipe", "evaluate": "evaluate checkpoints on the recipe's benchmarks"}
+
+
+def _stage_verbs(sub) -> None:
+    ref = "a stage directory, or the MLflow run id of a stage"
+    for name, help_ in STAGE_VERBS.items():
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("recipe", help="path to a recipe YAML")
+        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+        if name != "curate":
+            s.add_argument("--data", help=f"curated data: {ref} (default: curate, or reuse the cached curation)")
+        if name == "grpo":
+            s.add_argument("--init", help=f"starting checkpoint: {ref}, or models:/NAME@ALIAS|/VERSION "
+                                          "(default: SFT, or its cached result)")
+        if name == "evaluate":
+            s.add_argument("--checkpoint", dest="checkpoints", action="append", metavar="REF",
+                           help=f"a checkpoint to score (repeatable): {ref}, a model directory, or "
+                                "models:/NAME@ALIAS|/VERSION (default: the registered champion)")
+
+
+def _run_stage(recipe, args) -> int:
+    """One stage flow; unchanged upstream stages come from the cache (content-addressed)."""
+    from flows.curate import curate_flow
+    from flows.evaluate import evaluate_flow
+    from flows.grpo import grpo_flow
+    from flows.sft import sft_flow
+
+    out = {"curate": lambda: curate_flow(recipe), "sft": lambda: sft_flow(recipe, args.data),
+           "grpo": lambda: grpo_flow(recipe, args.data, args.init),
+           "evaluate": lambda: evaluate_flow(recipe, args.checkpoints, args.data)}[args.command]()
+    for failure in BACKGROUND.flush():  # the lineage queued off the critical path (also waited for at exit)
+        print(f"warning: MLflow lineage: {failure}", file=sys.stderr)
+    print(json.dumps(out, indent=2, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump") else str(o)))
+    return 0
 
 
 def _verify(recipe, args) -> int:
@@ -78,12 +128,18 @@ def _verify(recipe, args) -> int:
 
 
 def _stack(recipe, args) -> int:
-    stack = Stack(args.state_dir, args.prefect_port, args.mlflow_port)
+    try:
+        team = Team(args.state_dir, args.db_port, args.database_url, args.artifacts) if args.team else None
+    except TeamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stack = Stack(args.state_dir, args.prefect_port, args.mlflow_port, team, args.host)
     if args.action == "down":
         stopped = stack.down()
         print(f"stopped {len(stopped)} process(es)" if stopped else f"no stack running from {args.state_dir}")
         return 0
-    print("starting the stack (about half a minute) ...", file=sys.stderr)
+    print(f"starting the {'team ' if team else ''}stack (about {'a minute' if team else 'half a minute'}) ...",
+          file=sys.stderr)
     try:
         urls = stack.up(recipe)
     except StackError as e:
@@ -143,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     set_embedded_env()
     migrate_embedded_prefect()
+    if args.command in STAGE_VERBS:
+        return _run_stage(recipe, args)
     from flows.pipeline import pipeline_flow
 
     summary = pipeline_flow(recipe)

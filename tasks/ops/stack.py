@@ -3,6 +3,7 @@ the MLflow UI on the recipe's tracking store, all bound to 127.0.0.1.
 
     rlvr stack up --recipe configs/tiny.yaml     # prints the URLs; Ctrl-C stops all of it
     rlvr stack up --detach ...  /  rlvr stack down
+    rlvr stack up --team ...                      # both servers on PostgreSQL, auth on (tasks/ops/team.py)
 
 The recipe becomes every deployment's default parameter and decides which MLflow store the UI
 shows. Each process starts in its own session with RLVR_STACK_ID in its environment; stopping
@@ -25,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from tasks.locking import file_lock
+from tasks.ops.team import Team, TeamError
 from tasks.recipe import Recipe
 from tasks.tracking import EMBEDDED_ENV, tracking_uri
 
@@ -39,11 +41,11 @@ class StackError(RuntimeError):
     """The stack could not start; the message says which part and where its log is."""
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = HOST) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
@@ -87,9 +89,11 @@ def stack_processes(stack_id: str) -> list[int]:
 class Stack:
     """Starts and stops the stack's processes; its state lives in `state_dir/stack.json`."""
 
-    def __init__(self, state_dir: str | Path, prefect_port: int = 4200, mlflow_port: int = 5000):
+    def __init__(self, state_dir: str | Path, prefect_port: int = 4200, mlflow_port: int = 5000,
+                 team: Team | None = None, host: str = HOST):
         self.state_dir = Path(state_dir).resolve()
-        self.prefect_url = f"http://{HOST}:{prefect_port}"
+        self.host, self.team = host, team
+        self.prefect_url = f"http://{host}:{prefect_port}"
         self.mlflow_port = mlflow_port
         self.procs: dict[str, subprocess.Popen] = {}
         self.id = uuid.uuid4().hex
@@ -108,9 +112,9 @@ class Stack:
     def logs(self) -> Path:
         return self.state_dir / "logs"
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         with (self.logs / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the handle
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -128,23 +132,35 @@ class Stack:
             raise StackError(f"a stack from {self.state_dir} is running: `rlvr stack down` first")
         recipe = recipe.model_copy(deep=True)
         recipe.tracking.runs_dir = str(Path(recipe.tracking.runs_dir).resolve())
+        if self.team:  # the deployments' runs log to the team's tracking server
+            recipe.tracking.tracking_uri = f"http://{self.host}:{self.mlflow_port}"
         store = tracking_uri(recipe.tracking)
-        serve_mlflow = not store.startswith(("http://", "https://"))
+        serve_mlflow = self.team is not None or not store.startswith(("http://", "https://"))
         ports = [int(self.prefect_url.rsplit(":", 1)[1])] + ([self.mlflow_port] if serve_mlflow else [])
-        if busy := [p for p in ports if not _port_free(p)]:
-            raise StackError(f"port(s) {busy} on {HOST} are in use; pick others with --prefect-port/--mlflow-port")
-        mlflow_url = f"http://{HOST}:{self.mlflow_port}" if serve_mlflow else store
+        busy = [p for p in ports if not _port_free(p, self.host)]
+        if self.team and not self.team.external and not _port_free(self.team.db_port, self.team.db_host):
+            busy.append(self.team.db_port)
+        if busy:
+            raise StackError(f"port(s) {busy} on {self.host} are in use; pick others with "
+                             "--prefect-port/--mlflow-port/--db-port")
+        mlflow_url = f"http://{self.host}:{self.mlflow_port}" if serve_mlflow else store
         self.env["RLVR_MLFLOW_UI"] = mlflow_url
         self.logs.mkdir(parents=True, exist_ok=True)
         Path(recipe.tracking.runs_dir).mkdir(parents=True, exist_ok=True)
         py = [sys.executable, "-m"]
         try:
-            server = self._spawn("prefect-server", py + ["prefect", "server", "start", "--host", HOST,
-                                                         "--port", str(ports[0])])
-            if serve_mlflow:
+            if self.team:
+                self._start_database(mlflow_url, store, timeout_s)
+            server = self._spawn("prefect-server", py + ["prefect", "server", "start", "--host", self.host,
+                                                         "--port", str(ports[0])],
+                                 {**self.env, **self.team.prefect_server_env()} if self.team else None)
+            if self.team:
+                mlflow = self._spawn("mlflow", self.team.mlflow_command(py, self.host, self.mlflow_port),
+                                     {**self.env, **self.team.mlflow_server_env()})
+            elif serve_mlflow:
                 artifacts = (Path(recipe.tracking.runs_dir) / "mlartifacts").as_uri()
                 mlflow = self._spawn("mlflow", py + ["mlflow", "server", "--backend-store-uri", store,
-                                                     "--default-artifact-root", artifacts, "--host", HOST,
+                                                     "--default-artifact-root", artifacts, "--host", self.host,
                                                      "--port", str(self.mlflow_port), "--workers", "1"])
             self._write_state(mlflow_url, store)  # from here on `rlvr stack down` can clean up
             _wait_healthy("prefect server", f"{self.prefect_url}/api/health", server,
@@ -161,26 +177,47 @@ class Stack:
             self.down()
             raise
         return {"prefect": self.prefect_url, "mlflow": mlflow_url, "store": store,
-                "deployments": deployments, "logs": str(self.logs)}
+                "deployments": deployments, "logs": str(self.logs), **(self.team.describe() if self.team else {})}
+
+    def _start_database(self, mlflow_url: str, store: str, timeout_s: float) -> None:
+        """Team mode: credentials, our PostgreSQL (unless given a URL) and the three databases;
+        every later process of the stack is a client with the team's credentials."""
+        try:
+            self.team.prepare()
+            proc = None
+            if not self.team.external:
+                proc = self._spawn("postgres", self.team.postgres_command(), self.team.postgres_env(self.id))
+                self._write_state(mlflow_url, store)
+            self.team.wait_database(proc, timeout_s)
+            self.team.create_databases()
+        except TeamError as e:
+            raise StackError(f"team database: {e}; {self.logs / 'postgres.log'}:\n"
+                             f"{_log_tail(self.logs / 'postgres.log')}") from None
+        client = self.team.client_env(self.prefect_url, mlflow_url)
+        self.team.write_client_env(client)
+        self.env.update(client)
+
+    def _prefect_client(self):
+        from prefect.client.orchestration import SyncPrefectClient
+
+        return SyncPrefectClient(self.env["PREFECT_API_URL"], auth_string=self.env.get("PREFECT_API_AUTH_STRING"))
 
     def _create_work_pool(self) -> None:
         """The `process` pool of deployments/prefect.yaml (as `prefect work-pool create`, in-process)."""
-        from prefect.client.orchestration import SyncPrefectClient
         from prefect.client.schemas.actions import WorkPoolCreate
         from prefect.workers.process import ProcessWorker
 
-        with SyncPrefectClient(self.env["PREFECT_API_URL"]) as client:
+        with self._prefect_client() as client:
             client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process",
                                                    base_job_template=ProcessWorker.get_default_base_job_template()),
                                     overwrite=True)
 
     def _set_default_recipe(self, recipe: Recipe) -> list[str]:
         """Make `recipe` the default `recipe` parameter of every deployment that takes one."""
-        from prefect.client.orchestration import SyncPrefectClient
         from prefect.client.schemas.actions import DeploymentUpdate
 
         value = recipe.model_dump(mode="json")
-        with SyncPrefectClient(self.env["PREFECT_API_URL"]) as client:
+        with self._prefect_client() as client:
             names = []
             for d in client.read_deployments():
                 flow = client.read_flow(d.flow_id)
@@ -213,7 +250,8 @@ class Stack:
             return []
         state = self.read_state()
         self._save({**state, "stopping": True})  # a foreground `up` then exits quietly
-        order = sorted(state["pids"], key=lambda n: n != "worker")  # the worker first: it watches flow runs
+        # The worker first (it watches flow runs), the database last (the servers are its clients).
+        order = sorted(state["pids"], key=lambda n: (n != "worker") + (n == "postgres"))
         stopped = []
         for name in order:
             stopped += _terminate_group(state["pids"][name], state["id"], grace_s)
@@ -291,6 +329,7 @@ def describe(urls: dict) -> str:
         f"  deployments  {', '.join(urls['deployments'])}",
         f"  logs         {urls['logs']}",
         f"  CLI          export PREFECT_API_URL={urls['prefect']}/api",
+        *[f"  {k:<12} {urls[k]}" for k in ("database", "artifacts", "credentials") if k in urls],
     ])
 
 

@@ -72,12 +72,22 @@ class ModelSection(Section):
     scratch: ScratchModel = ScratchModel()
 
 
+class RolloutTraces(Section):
+    """GRPO sample completions as MLflow traces, linked to the stage run and tagged with the step."""
+
+    per_step: int = Field(4, ge=0, description="Traces per logging step (0: none).")
+    per_stage: int = Field(200, ge=0, description="At most this many traces per GRPO stage.")
+
+
 class TrackingSection(Section):
     runs_dir: str = Field("runs", description="Stage outputs, the MLflow store and artifacts live here.")
     tracking_uri: str | None = Field(None, description="Empty: sqlite:///<runs_dir>/mlflow.db.")
     experiment: str = "rlvr"
     registered_model: str = Field("rlvr-default", description="MLflow registered model name.")
-    log_checkpoints: bool = Field(True, description="Log each stage's final model directory as run artifacts.")
+    log_checkpoints: bool | Literal["all"] = Field(
+        True, description="Each stage's final model as an MLflow LoggedModel of its run; `all`: also every "
+                          "checkpoint the trainer saves; false: none (the registry then logs the final model).")
+    rollout_traces: RolloutTraces = RolloutTraces()
 
 
 class Recipe(Section):

@@ -113,6 +113,7 @@ def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_
 def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, callbacks: list) -> dict[str, float]:
     from trl import GRPOConfig
 
+    from tasks.train.checkpoint_models import checkpoint_callbacks
     from tasks.train.monitors import StageMonitor
     from tasks.train.trainer import PipelineGRPOTrainer
 
@@ -138,13 +139,15 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     trainer = PipelineGRPOTrainer(
         model=str(init_model), reward_funcs=rewards, args=args,
         train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
-        dynamic_sampling=dynamic_sampling_for(stage), callbacks=callbacks)
+        dynamic_sampling=dynamic_sampling_for(stage),
+        callbacks=[*callbacks, *checkpoint_callbacks(recipe, f"grpo-{stage.name}", stage_run_id())])
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
     if trainer.accelerator.is_main_process:  # the isolation level of the rewards (and canary) that run code
         hacking = stage.monitors.reward_hacking
         tag_stage_run(sandbox_tags(rewards + ([build_reward(hacking.reward)] if hacking.policy != "off" else [])))
-    trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt))
+    trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt,
+                                      recipe.tracking.rollout_traces))
     last = last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:
         from mlflow import MlflowClient

@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import mean
 
+import pandas as pd
 from transformers import TrainerCallback
 
 from tasks.data.curate import prompt_messages
 from tasks.layout import TRIPS_FILE
+from tasks.lineage import BACKGROUND, log_rollouts
 from tasks.verifiers import build_reward
 from tasks.verifiers.rows import reward_columns
 
@@ -170,7 +172,7 @@ class StageMonitor(TrainerCallback):
     """
 
     def __init__(self, trainer, stage, run_id: str | None, out_dir: Path, canary_rows: list[dict],
-                 system_prompt: str | None = None):
+                 system_prompt: str | None = None, traces=None):
         self.trainer, self.stage, self.run_id = trainer, stage, run_id
         self.trips_path = Path(out_dir) / TRIPS_FILE
         self.trips = read_trips(out_dir)  # a resumed stage keeps what an earlier attempt found
@@ -180,6 +182,7 @@ class StageMonitor(TrainerCallback):
         self.canary_prompts = [prompt_messages(r, system_prompt) for r in self.canary_rows]
         self.canary_reward = build_reward(canary.reward) if self.canary_rows else None
         self.max_new_tokens = trainer.args.max_completion_length
+        self.traces, self.traced = traces, 0  # tracking.rollout_traces, and how many this stage logged
 
     def _canary(self) -> float:
         return score_canary(self.trainer, self.canary_rows, self.canary_prompts, self.canary_reward,
@@ -201,9 +204,20 @@ class StageMonitor(TrainerCallback):
         if not logs or "reward" not in logs and "canary/accuracy" not in logs:
             return
         self._handle(self.health.check(logs, state.global_step), state, control)
-        if self.stage.log_samples and "reward" in logs:
-            self._mlflow(lambda c: _log_table(self.run_id, self.trainer.completion_samples(self.stage.log_samples),
-                                              f"samples/step_{state.global_step:05d}.json"), state)
+        if "reward" in logs and self.run_id and state.is_world_process_zero:
+            self._log_samples(state.global_step)
+
+    def _log_samples(self, step: int) -> None:
+        """This step's sample table and rollout traces, queued for the background thread."""
+        tables = self.stage.log_samples
+        traces = min(self.traces.per_step, self.traces.per_stage - self.traced) if self.traces else 0
+        samples = self.trainer.completion_samples(max(tables, traces)) if tables or traces > 0 else []
+        if tables and samples:
+            BACKGROUND.submit(f"sample table of step {step}", lambda c: c.log_table(
+                self.run_id, pd.DataFrame(samples[:tables]), f"samples/step_{step:05d}.json"))
+        if traces > 0:
+            log_rollouts(self.run_id, f"grpo-{self.stage.name}", step, samples[:traces])
+            self.traced += len(samples[:traces])
 
     def _handle(self, trips: list[Trip], state, control) -> None:
         for trip in trips:
@@ -224,10 +238,3 @@ class StageMonitor(TrainerCallback):
             from mlflow import MlflowClient
 
             fn(MlflowClient())
-
-
-def _log_table(run_id: str, rows: list[dict], artifact_file: str) -> None:
-    import mlflow
-    import pandas as pd
-
-    mlflow.log_table(pd.DataFrame(rows), artifact_file=artifact_file, run_id=run_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.data.curate import prompt_messages, read_split
-from tasks.layout import model_dir
+from tasks.layout import model_dir, split_file
 from tasks.modeling import init_model, load_model, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import stage_run_id
@@ -28,6 +28,11 @@ def base_key(recipe: Recipe, data_key: str) -> str:
 def sft_key(recipe: Recipe, data_key: str, base_key: str) -> str:
     """Cache key of cold-start SFT: the seed, the sft section, the data and the starting model."""
     return stable_hash([recipe.digest("seed", "sft"), data_key, base_key])
+
+
+def base_model_inputs(recipe: Recipe, data_dir: str | Path) -> dict[str, Path]:
+    """The splits `prepare_base_model` reads: the tokenizer's corpus (none for a given model)."""
+    return {} if recipe.model.name_or_path else {s: split_file(data_dir, s) for s in ("sft", "grpo")}
 
 
 def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> dict[str, float]:
@@ -54,6 +59,8 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    from tasks.train.checkpoint_models import checkpoint_callbacks
+
     model, tok = load_model(model_dir(base_dir))
     rows = read_split(data_dir, "sft")
     ds = Dataset.from_list([{
@@ -61,7 +68,8 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
         "completion": [{"role": "assistant", "content": r["completion"]}],
     } for r in rows])
     args = SFTConfig(**without_hub_token({**trainer_defaults(recipe, out_dir), **recipe.sft.trainer_fields()}))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         callbacks=[*callbacks, *checkpoint_callbacks(recipe, "sft", stage_run_id())])
     tag_distribution(trainer.accelerator, stage_run_id())
     last = last_checkpoint(args.output_dir)
     result = trainer.train(resume_from_checkpoint=last)
