@@ -35,10 +35,15 @@ test-fast: install  # unit tier only: no tiny-model pipeline runs
 # `make lock UPGRADE=--upgrade` moves everything to the newest allowed). The GPU lock is held to
 # the CPU pins except the few vLLM pins itself (torch, numpy, setuptools; tests/test_locks.py).
 COMPILE = $(BIN)/pip-compile -q --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links $(UPGRADE)
+# The extras name the project itself (dev pulls in rlvr-pipeline[team]), which pip-compile pins as
+# `rlvr-pipeline @ file:///<this checkout>`: a path no other clone has, so it is dropped.
+DROP_SELF = awk '/^rlvr-pipeline @ /{skip=1; next} skip && /^ +\#/{next} {skip=0; print}'
 lock: install
 	$(COMPILE) --extra dev -o $(LOCK) pyproject.toml
+	$(DROP_SELF) $(LOCK) > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 	grep -vE '^(torch|numpy|setuptools)==' $(LOCK) > $(VENV)/cpu-pins.txt
 	$(COMPILE) --extra dev --extra gpu -c $(VENV)/cpu-pins.txt -o $(GPU_LOCK) pyproject.toml
+	$(DROP_SELF) $(GPU_LOCK) > $(GPU_LOCK).tmp && mv $(GPU_LOCK).tmp $(GPU_LOCK)
 
 # System packages the tests use for real: Debian's chromium (the browser test, driven through
 # Playwright's Python API, never `playwright install`), bubblewrap (the code sandbox's default

@@ -53,3 +53,11 @@ def test_the_gpu_lock_adds_vllm_and_keeps_the_cpu_pins():
     assert "vllm" in gpu and "vllm" not in cpu
     moved = {n: (cpu[n], gpu[n]) for n in cpu.keys() & gpu.keys() if cpu[n] != gpu[n]}
     assert set(moved) <= GPU_MAY_DIFFER, moved
+
+
+def test_the_locks_name_no_local_path():
+    """A `pkg @ file:///...` pin installs from the machine that ran `make lock`; a fresh clone
+    elsewhere fails (or silently installs another checkout)."""
+    for name in ("requirements.lock", "requirements-gpu.lock"):
+        local = [line for line in (REPO / name).read_text().splitlines() if "file:" in line and not line.startswith("#")]
+        assert not local, f"{name}: {local}"
