@@ -74,15 +74,21 @@ def produced_by(recipe_path: str) -> str:
 
 
 def markdown_table(results: list[dict], metric: str, source: str) -> str:
-    """The per-seed table the README shows, numbers to 4 decimals."""
-    rows = ["| seed | SFT pass@1 | GRPO pass@1 | gain (points) | answer-only completions SFT → GRPO "
-            "| accuracy when it reasons SFT → GRPO | wall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    """The per-seed table the README shows, numbers to 4 decimals; with a random-reward control,
+    also its pass@1 and GRPO's margin over it."""
+    control = all("control" in r for r in results)
+    extra = " random-reward control | margin over control (points) |" if control else ""
+    rows = ["| seed | SFT pass@1 | GRPO pass@1 | gain (points) |" + extra + " answer-only completions SFT → GRPO "
+            "| accuracy when it reasons SFT → GRPO | wall |", "| --- " * (9 if control else 7) + "|"]
     for r in results:
-        rows.append(f"| {r['seed']} | {r['sft']:.4f} | {r['grpo']:.4f} | {100 * r['gain']:+.2f} "
-                    f"| {r['sft_skips_reasoning']:.1%} → {r['grpo_skips_reasoning']:.1%} "
+        vs = f" {r['control']:.4f} | {100 * (r['grpo'] - r['control']):+.2f} |" if control else ""
+        rows.append(f"| {r['seed']} | {r['sft']:.4f} | {r['grpo']:.4f} | {100 * r['gain']:+.2f} |{vs} "
+                    f"{r['sft_skips_reasoning']:.1%} → {r['grpo_skips_reasoning']:.1%} "
                     f"| {r['sft_reasoned_accuracy']:.4f} → {r['grpo_reasoned_accuracy']:.4f} | {r['wall_s']} s |")
     mean = 100 * sum(r["gain"] for r in results) / len(results)
-    return "\n".join([*rows, "", f"Mean gain **{mean:+.2f} points** ({metric}, {len(results)} seeds). "
+    margin = (f", mean margin over the random-reward control **{100 * sum(r['grpo'] - r['control'] for r in results) / len(results):+.2f} points**"
+              if control else "")
+    return "\n".join([*rows, "", f"Mean gain **{mean:+.2f} points**{margin} ({metric}, {len(results)} seeds). "
                                   f"Produced by {source}."])
 
 

@@ -43,3 +43,15 @@ def test_the_readme_table_is_rewritten_from_results(tmp_path):
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("after\n")
     assert "| 0 | 0.5964 | 0.8236 | +22.72 |" in text and "Produced by commit `abc`" in text
+
+
+def test_a_control_run_adds_its_pass_at_1_and_the_margin_over_it():
+    from measurements.grpo_gain import markdown_table
+
+    result = {"seed": 1, "sft": 0.40, "grpo": 0.55, "gain": 0.15, "control": 0.42, "wall_s": 300,
+              "sft_skips_reasoning": 0.0, "grpo_skips_reasoning": 0.0,
+              "sft_reasoned_accuracy": 0.40, "grpo_reasoned_accuracy": 0.55}
+    table = markdown_table([result], "heldout/pass_at_1", "commit `abc`")
+    assert "random-reward control" in table.splitlines()[0]
+    assert "| 1 | 0.4000 | 0.5500 | +15.00 | 0.4200 | +13.00 |" in table
+    assert "mean margin over the random-reward control **+13.00 points**" in table
