@@ -113,6 +113,10 @@ class Recipe(Section):
         if cold.mode == "rejection_sampling" and cold.teacher == "policy" and not self.model.name_or_path:
             raise ValueError("data.cold_start.teacher 'policy' means model.name_or_path, which is empty (a scratch "
                              "model cannot answer before training): name a teacher model or endpoint")
+        # The held-out rows are judged as curation judged them (copies: defaults are shared instances).
+        benchmarks = [b.model_copy(update={"verifier": self.data.verifier})
+                      if b.kind == HELDOUT and b.verifier is None else b for b in self.evaluation.benchmarks]
+        self.evaluation = self.evaluation.model_copy(update={"benchmarks": benchmarks})
         return self
 
     @model_serializer(mode="wrap")

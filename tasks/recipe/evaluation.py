@@ -30,7 +30,9 @@ class Benchmark(Section):
     columns: dict[str, str] = Field(
         default_factory=dict, description="question/answer <- column of the rows, e.g. {question: problem}.")
     verifier: str | None = Field(None, description="Registered verifier that scores each sample. Empty: "
-                                                   "math_answer_reward, or the lm-eval task's own metrics.")
+                                                   "data.verifier for `heldout` (the curated rows' own verifier), "
+                                                   "math_answer_reward for a jsonl benchmark, or the lm-eval "
+                                                   "task's own metrics.")
     verifier_params: dict[str, Any] = Field(default_factory=dict)
     num_fewshot: int | None = Field(None, ge=0, description="lm-eval tasks only. Empty: the task's own.")
     limit: int | None = Field(None, gt=0, description="Evaluate at most this many rows. Empty: evaluation.limit.")

@@ -142,7 +142,9 @@ class TruncationMonitor(_Monitor):
 
 
 class EntropyMonitor(_Monitor):
-    threshold: float = Field(0.05, ge=0, description="Trips when the mean token entropy (nats) < threshold.")
+    threshold: float = Field(0.1, ge=0, description="Trips when the entropy per completion (token-mean entropy x "
+                                                     "mean completion length, nats) < threshold: the group's "
+                                                     "samples are nearly all one completion.")
 
 
 class KLMonitor(_Monitor):

@@ -33,6 +33,10 @@ def _assert_every_reward_scored(recipe, client, children):
         assert all(math.isfinite(m.value) for m in history), (spec.name, [m.value for m in history])
         scored = client.get_metric_history(run_id, f"rewards/{spec.name}/scored")
         assert scored and all(m.value > 0 for m in scored)
+    # A tiny model after 4 SFT steps rambles and never solves a row, so zero_variance and
+    # truncation rightly trip; the monitors that judge the policy's health must stay quiet.
+    tags = client.get_run(run_id).data.tags
+    assert not {f"monitor.{m}" for m in ("entropy_collapse", "kl_blowup", "unscored_reward")} & set(tags), tags
 
 
 @pytest.mark.parametrize("recipe_name", ["tiny-countdown", "tiny-code"])

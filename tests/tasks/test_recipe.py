@@ -28,6 +28,15 @@ def _errors(raw) -> str:
     return str(e.value)
 
 
+def test_the_heldout_split_is_scored_by_the_data_verifier_unless_a_benchmark_names_one():
+    """Countdown rows scored by math_answer_reward would all be None (0.0): held-out pass@1 read
+    0.0 for a countdown model that solved most rows."""
+    assert load_recipe(CONFIGS / "countdown.yaml").evaluation.benchmarks[0].verifier == "equation_reward"
+    assert Recipe().evaluation.benchmarks[0].verifier == "math_answer_reward"  # shared default untouched
+    named = load_recipe(CONFIGS / "countdown.yaml", ["evaluation.benchmarks=[{name: heldout, verifier: format_reward}]"])
+    assert named.evaluation.benchmarks[0].verifier == "format_reward"
+
+
 def test_unknown_key_names_key_and_closest():
     msg = _errors({"sft": {"enabeld": True}})
     assert "sft.enabeld" in msg and "did you mean 'enabled'" in msg

@@ -24,12 +24,22 @@ def test_a_threshold_trips_after_patience_consecutive_steps_and_only_once():
 
 def test_each_monitor_reads_its_metric_and_direction():
     health = HealthMonitor(_monitors(patience=1, kl_blowup={"threshold": 0.5, "policy": "stop"}))
-    trips = health.check({"completions/clipped_ratio": 0.8, "entropy": 0.01, "kl": 2.0,
-                          "frac_reward_zero_std": 0.1}, 5)
+    trips = health.check({"completions/clipped_ratio": 0.8, "entropy": 0.002, "completions/mean_length": 30,
+                          "kl": 2.0, "frac_reward_zero_std": 0.1}, 5)
     assert {t.monitor: t.policy for t in trips} == {"truncation": "warn", "entropy_collapse": "warn", "kl_blowup": "stop"}
     assert all("Change:" in t.message for t in trips)
     healthy = HealthMonitor(_monitors(patience=1))
     assert healthy.check({"completions/clipped_ratio": 0.1, "entropy": 1.2, "kl": 0.01}, 5) == []
+
+
+def test_entropy_collapse_reads_entropy_per_completion_not_per_token():
+    """0.01 nats/token over 30 tokens is 0.3 nats per completion: a confident policy on a short,
+    determined answer, still exploring; 0.002 x 30 = 0.06 nats is one completion per group."""
+    health = HealthMonitor(_monitors(patience=1))
+    assert health.check({"entropy": 0.01, "completions/mean_length": 30}, 1) == []
+    [trip] = health.check({"entropy": 0.002, "completions/mean_length": 30}, 2)
+    assert trip.monitor == "entropy_collapse" and trip.value == pytest.approx(0.06)
+    assert "per completion" in trip.message
 
 
 def test_off_and_earlier_trips_are_not_checked():
