@@ -13,7 +13,7 @@ from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, prefect_tags
 from flows.sft import sft_flow
 from tasks.eval.evaluate import suite_key
-from tasks.eval.promote import evaluation_refs, promote_checkpoint
+from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_stage
 from tasks.eval.report import headline_metrics
 from tasks.lineage import flush_into_run
 from tasks.recipe import Recipe
@@ -23,9 +23,10 @@ from tasks.train.grpo import check_stage_rewards
 
 
 @task(name="promote-model")
-def promote_model(recipe: Recipe, final: StageOutput, row: dict, suite: str, champion_value: float | None) -> dict:
+def promote_model(recipe: Recipe, final: StageOutput, row: dict, suite: str, champion_value: float | None,
+                  champion_version: str | None) -> dict:
     """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged)."""
-    return promote_checkpoint(recipe, final, row, suite, champion_value)
+    return promote_checkpoint(recipe, final, row, suite, champion_value, champion_version)
 
 
 def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[StageOutput],
@@ -34,7 +35,8 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
     other evaluation settings (scores are compared within one suite only); promote the final one."""
     cfg = recipe.evaluation
     suite = suite_key(cfg, data.key, recipe.data.system_prompt)
-    refs, rechecked = evaluation_refs(recipe, checkpoints, suite)
+    refs, champ_version = evaluation_refs(recipe, checkpoints, suite)
+    rechecked = champ_version and registry_stage(recipe.tracking.registered_model, champ_version)
     rows = evaluate_flow(recipe, refs, data.path, pid)
     shown = list(dict.fromkeys([cfg.primary_metric, *headline_metrics(cfg, rows).values()]))
     for r in rows:
@@ -43,7 +45,7 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
     if final is None:
         return rows, None
     champ_value = next((r.get(cfg.primary_metric) for r in rows if rechecked and r["checkpoint"] == rechecked), None)
-    return rows, promote_model(recipe, checkpoints[-1], final, suite, champ_value)
+    return rows, promote_model(recipe, checkpoints[-1], final, suite, champ_value, champ_version)
 
 
 @flow(name="pipeline")

@@ -129,6 +129,23 @@ def _registry(tmp_path):
     return str(e.value)
 
 
+def _promotion_lock(tmp_path, caplog, stale: bool):
+    import mlflow
+
+    from tasks.eval.registry_lock import SINCE_TAG, PromotionLockTimeout, lock_name, registry_lock
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'l.db'}")
+    since = time.time() - (3600 if stale else 0)
+    mlflow.MlflowClient().create_registered_model(lock_name("m"), tags={SINCE_TAG: str(since), "rlvr.lock.holder": "r1"})
+    with caplog.at_level(logging.INFO):
+        if stale:
+            with registry_lock("m", holder="r2"):
+                return caplog.text
+        with pytest.raises(PromotionLockTimeout) as e, registry_lock("m", holder="r2", timeout_s=0.3, poll_s=0.1):
+            pass
+    return caplog.text + str(e.value)
+
+
 TRIGGERS = {  # message start -> what produces it
     "override <path>: <list> has indices": lambda c, t, log: _override(c, t, "grpo.stages.3.max_steps=1"),
     "override <path>: <list> is a list": lambda c, t, log: _override(c, t, "grpo.stages.a.max_steps=1"),
@@ -147,6 +164,9 @@ TRIGGERS = {  # message start -> what produces it
     "MLflow run <id> was left RUNNING": lambda c, t, log: _dead_run(t, log),
     "<dir>/checkpoint-<n> was cut off": lambda c, t, log: _cut_checkpoint(t, log),
     "model registry error": lambda c, t, log: _registry(t),
+    "another pipeline is promoting": lambda c, t, log: _promotion_lock(t, log, stale=False),
+    "promotion lock '<lock>' was held": lambda c, t, log: _promotion_lock(t, log, stale=False),
+    "promotion lock <lock> held by": lambda c, t, log: _promotion_lock(t, log, stale=True),
 }
 
 

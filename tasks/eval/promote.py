@@ -13,9 +13,12 @@ again under these settings and passes `champion_value`.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 from pathlib import Path
 
+from tasks.eval.registry_lock import RegistryError, registry_lock
 from tasks.layout import model_dir
 from tasks.lineage import BACKGROUND, log_checkpoint, model_id_of_source, ready_model
 from tasks.recipe import Recipe, stable_hash
@@ -37,10 +40,6 @@ def register_model(model_path: str | Path, name: str, model_id: str | None = Non
     if not ready_model(model_id):
         model_id = log_checkpoint(mlflow.active_run().info.run_id, model_path, name, wait=True)
     return str(mlflow.register_model(f"models:/{model_id}", name).version)
-
-
-class RegistryError(RuntimeError):
-    """The model registry could not answer: nothing is promoted, the champion stays as it was."""
 
 
 def current_champion(name: str):
@@ -71,42 +70,57 @@ def champion_score(version, metric: str, suite: str | None) -> float | None:
 
 def promote_if_better(name: str, version: str, metric: str, value: float, margin: float, *,
                       suite: str | None = None, champion_value: float | None = None,
-                      evidence: dict | None = None) -> dict:
+                      champion_version: str | None = None, evidence: dict | None = None) -> dict:
     """Alias `version` as challenger; move `champion` to it if it beats the champion by > margin.
 
-    The decision (numbers, margin, both versions, reason) is returned and tagged on the
-    challenger's model version; the champion keeps its alias unless beaten."""
+    `champion_value` is the champion's score measured under `suite` by the caller, for the version
+    `champion_version` (when None, the champion the caller saw is the current one). The read,
+    the comparison and the alias moves happen under the model's promotion lock, so a pipeline
+    promoting at the same moment is compared against, never overwritten. The decision (numbers,
+    margin, both versions, reason) is returned and tagged on the challenger's model version."""
+    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    champ = current_champion(name)
-    if champ is not None and champion_value is None:
-        champion_value = champion_score(champ, metric, suite)
-        if champion_value is None:
-            raise ValueError(f"champion {name} v{champ.version} has no {metric} score from this evaluation suite "
-                             f"({suite}); evaluate it under these settings and pass champion_value")
-    promoted = champ is None or value > champion_value + margin
+    run = mlflow.active_run()
+    with registry_lock(name, holder=run.info.run_id if run else f"{socket.gethostname()}:{os.getpid()}"):
+        champ = current_champion(name)
+        stale = champion_version is not None and champ is not None and str(champ.version) != str(champion_version)
+        if champ is not None and (champion_value is None or stale):
+            # the champion's recorded score; a champion promoted while this run evaluated counts by its own
+            champion_value = champion_score(champ, metric, suite)
+        promoted = champ is None or (champion_value is not None and value > champion_value + margin)
+        decision = _decision(name, version, metric, value, margin, suite, champ, champion_value, promoted, evidence)
+        tags = {METRIC_TAG + metric: str(value), "promotion": "champion" if promoted else "challenger",
+                **{f"promotion.{k}": str(v) for k, v in decision.items() if k not in ("model", "challenger_version")}}
+        if suite:
+            tags[SUITE_TAG] = suite
+        for k, v in tags.items():
+            client.set_model_version_tag(name, version, k, v)
+        client.set_registered_model_alias(name, "challenger", version)
+        if promoted:
+            client.set_registered_model_alias(name, "champion", version)
+    log.info("promotion of %s v%s: %s", name, version, decision["reason"])
+    return decision
+
+
+def _decision(name, version, metric, value, margin, suite, champ, champion_value, promoted, evidence) -> dict:
     champ_version = str(champ.version) if champ else None
-    decision = {
+    if champ is None:
+        reason = "no champion yet"
+    elif champion_value is None:  # fail closed: never promote past a champion it cannot compare with
+        reason = (f"champion v{champ_version} has no {metric} score from this evaluation suite ({suite}); "
+                  f"evaluate it under these settings to compare (the pipeline does, unless it was promoted "
+                  f"while this run evaluated)")
+    else:
+        reason = f"{value:.4f} {'>' if promoted else '<='} {champion_value:.4f} + margin {margin}"
+    return {
         "model": name, "metric": metric, "margin": margin, "suite": suite,
         "challenger_version": version, "challenger_value": value,
         "champion_version": champ_version, "champion_value": champion_value,
         "promoted": promoted, "champion_after": version if promoted else champ_version,
-        "reason": ("no champion yet" if champ is None else
-                   f"{value:.4f} {'>' if promoted else '<='} {champion_value:.4f} + margin {margin}"),
-        **(evidence or {}),
+        "reason": reason, **(evidence or {}),
     }
-    tags = {METRIC_TAG + metric: str(value), "promotion": "champion" if promoted else "challenger",
-            **{f"promotion.{k}": str(v) for k, v in decision.items() if k not in ("model", "challenger_version")}}
-    if suite:
-        tags[SUITE_TAG] = suite
-    for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
-    client.set_registered_model_alias(name, "challenger", version)
-    if promoted:
-        client.set_registered_model_alias(name, "champion", version)
-    log.info("promotion of %s v%s: %s", name, version, decision["reason"])
-    return decision
 
 
 def record_decision(decision: dict) -> None:
@@ -118,15 +132,16 @@ def record_decision(decision: dict) -> None:
 
 
 def promote_checkpoint(recipe: Recipe, final: StageOutput, row: dict, suite: str,
-                       champion_value: float | None) -> dict:
-    """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged)."""
+                       champion_value: float | None, champion_version: str | None = None) -> dict:
+    """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged).
+    `champion_value`: the score this run measured for champion `champion_version`, if any."""
     metric, name = recipe.evaluation.primary_metric, recipe.tracking.registered_model
     if metric not in row:
         raise ValueError(f"evaluation.primary_metric {metric!r} was not reported for {row['checkpoint']}; "
                          f"reported: {', '.join(k for k in row if '/' in k)}")
     version = register_model(model_dir(final.path), name, final.model_id)
     decision = promote_if_better(name, version, metric, row[metric], recipe.evaluation.promotion_margin, suite=suite,
-                                 champion_value=champion_value,
+                                 champion_value=champion_value, champion_version=champion_version,
                                  evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path})
     record_decision(decision)
     return decision
@@ -136,13 +151,13 @@ def evaluation_refs(recipe: Recipe, checkpoints: list[StageOutput], suite: str) 
     """What the pipeline evaluates: the checkpoints `evaluation.checkpoints` chooses, plus the
     champion (`models:/name/version`) when its recorded score came from other evaluation settings
     (scores are compared within one suite only). Returns the references and, when the champion is
-    re-evaluated, its checkpoint name in the rows."""
+    re-evaluated, its version (its rows are named `registry_stage(name, version)`)."""
     cfg, name = recipe.evaluation, recipe.tracking.registered_model
     refs = [c.path for c in checkpoints if c.stage.split("-")[0] in cfg.checkpoints]
     champ = current_champion(name)
     if champ is None or champion_score(champ, cfg.primary_metric, suite) is not None:
         return refs, None
-    return refs + [f"models:/{name}/{champ.version}"], registry_stage(name, champ.version)
+    return refs + [f"models:/{name}/{champ.version}"], str(champ.version)
 
 
 def checkpoint_from_model_uri(uri: str, recipe):
