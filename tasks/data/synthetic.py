@@ -92,41 +92,59 @@ def countdown(n: int, seed: int, count: int = 3, max_value: int = 9, ops: str = 
     return rows
 
 
-#: code tasks: (statement, body of f(x), python function of x)
+#: code tasks: (statement, body of f(x), python function of x); each statement names its
+#: constant once, so a solution copies it from the prompt
 _CODE_TASKS = [
     ("x plus {k}", "x + {k}", lambda x, k: x + k),
     ("x minus {k}", "x - {k}", lambda x, k: x - k),
+    ("{k} minus x", "{k} - x", lambda x, k: k - x),
     ("x times {k}", "x * {k}", lambda x, k: x * k),
+    ("x times {k} plus 1", "x * {k} + 1", lambda x, k: x * k + 1),
+    ("twice x plus {k}", "2 * x + {k}", lambda x, k: 2 * x + k),
+    ("x plus {k}, doubled", "(x + {k}) * 2", lambda x, k: (x + k) * 2),
+    ("x squared plus {k}", "x * x + {k}", lambda x, k: x * x + k),
+    ("x modulo {k}", "x % {k}", lambda x, k: x % k),
+    ("x floor-divided by {k}", "x // {k}", lambda x, k: x // k),
     ("max of x and {k}", "max(x, {k})", lambda x, k: max(x, k)),
     ("min of x and {k}", "min(x, {k})", lambda x, k: min(x, k)),
+    ("distance between x and {k}", "abs(x - {k})", lambda x, k: abs(x - k)),
+    ("whether x exceeds {k}", "x > {k}", lambda x, k: x > k),
+    ("whether x is below {k}", "x < {k}", lambda x, k: x < k),
 ]
 
 
 @_register
 def code(n: int, seed: int, max_value: int = 9, io_fraction: float = 0.3, tests: int = 3) -> list[dict]:
     """Small Python tasks: "Write f(x) returning x plus 3." with assert tests, or (share
-    `io_fraction`) "Read x; print x plus 3." programs with stdin/stdout tests. Questions have
-    at most 8 words, so only an identical question (an exact duplicate) shares a held-out 8-gram.
+    `io_fraction`) "Read x; print x plus 3." programs with stdin/stdout tests; the constant is
+    in [1, max_value], the tests' x in [0, max_value]. Questions have at most 8 words, so only
+    an identical question (an exact duplicate) shares a held-out 8-gram. The tests' expected
+    values are never all equal, so no constant program passes them all.
 
-    The answer is a fenced reference solution; the reasoning states the rule and one example.
+    The answer is a fenced reference solution; the reasoning restates the rule as the Python
+    expression the code returns (`x + 3`), constant included, which the code then repeats.
     """
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        text, body, fn = rng.choice(_CODE_TASKS)
-        k = rng.randint(1, max_value)
-        xs = rng.sample(range(max_value + 1), tests)
+        while True:  # a task whose tests all expect one value is drawn again
+            text, body, fn = rng.choice(_CODE_TASKS)
+            k = rng.randint(1, max_value)
+            xs = rng.sample(range(max_value + 1), tests)
+            if tests < 2 or len({fn(x, k) for x in xs}) > 1:
+                break
+        expr = body.format(k=k)
         if rng.random() < io_fraction:
             question = f"Read x; print {text.format(k=k)}."
-            solution = f"x = int(input())\nprint({body.format(k=k)})"
+            solution = f"x = int(input())\nprint({expr})"
             cases = [{"type": "io", "input": f"{x}\n", "output": f"{fn(x, k)}\n"} for x in xs]
         else:
             question = f"Write f(x) returning {text.format(k=k)}."
-            solution = f"def f(x):\n    return {body.format(k=k)}"
+            solution = f"def f(x):\n    return {expr}"
             cases = [{"type": "assert", "code": f"assert f({x}) == {fn(x, k)}"} for x in xs]
         rows.append({
             "id": f"code-{seed}-{i}", "question": question, "answer": f"```python\n{solution}\n```",
-            "reasoning": f"x={xs[0]} gives {fn(xs[0], k)}", "family": "code", "source": "synthetic:code",
+            "reasoning": expr, "family": "code", "source": "synthetic:code",
             "metadata": {"tests": cases},
         })
     return rows

@@ -54,7 +54,8 @@ class ScratchModel(Section):
     num_heads: int = Field(4, gt=0)
     num_kv_heads: int = Field(2, gt=0)
     max_position_embeddings: int = Field(256, gt=0)
-    vocab_size: int = Field(256, ge=64, description="Size of the BPE tokenizer trained on the curated data.")
+    vocab_size: int = Field(256, ge=64, description="Size of the BPE tokenizer trained on the curated data; "
+                            "at 256 the byte alphabet leaves no room for merges (one token per character).")
 
     @model_validator(mode="after")
     def _heads_divide(self):

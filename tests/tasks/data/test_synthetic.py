@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from tasks.data.synthetic import generate
@@ -52,3 +54,11 @@ def test_family_generators_are_seeded_and_their_references_pass_their_verifier(n
 def test_code_rows_mix_assert_and_stdin_tests():
     kinds = {t["type"] for r in generate("code", n=60, seed=0) for t in r["metadata"]["tests"]}
     assert kinds == {"assert", "io"}
+
+
+def test_code_reasoning_restates_the_rule_with_its_constant_and_the_code_returns_it():
+    for r in generate("code", n=200, seed=0, max_value=99):
+        assert set(re.findall(r"\d+", r["question"])) <= set(re.findall(r"\d+", r["reasoning"]))
+        assert f"return {r['reasoning']}\n" in r["answer"] or f"print({r['reasoning']})\n" in r["answer"]
+        expected = [t.get("output") or t["code"].split("==")[1] for t in r["metadata"]["tests"]]
+        assert len(set(expected)) > 1  # no constant program passes every test
