@@ -72,13 +72,24 @@ def _checkpoint(runs: Path, stage: str, step: int) -> Path:
     return d / "checkpoints" / f"checkpoint-{step}" if d else Path("/nonexistent")
 
 
+def _written(checkpoint: Path) -> bool:
+    """The checkpoint is complete: its trainer_state.json (written last) is whole. Its mere
+    existence is not enough: a kill between the file's creation and its write leaves it empty,
+    and the resume rightly sets that checkpoint aside."""
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == \
+            int(checkpoint.name.split("-")[1])
+    except (OSError, ValueError, KeyError, IndexError):
+        return False
+
+
 def test_sigkill_mid_sft_mid_checkpoint_and_mid_grpo_then_resume(tmp_path):
     from mlflow import MlflowClient
 
     runs = tmp_path / "runs"
     # 1. killed mid-SFT, after checkpoint-3 is complete
     proc, _ = _start(tmp_path, runs, 1)
-    _kill_when(proc, lambda: (_checkpoint(runs, "sft", 3) / "trainer_state.json").is_file())
+    _kill_when(proc, lambda: _written(_checkpoint(runs, "sft", 3)))
     sft_dir = _stage(runs, "sft")
     sft_run = (sft_dir / "mlflow_run_id").read_text()
     assert not (sft_dir / "result.json").exists()
@@ -93,7 +104,7 @@ def test_sigkill_mid_sft_mid_checkpoint_and_mid_grpo_then_resume(tmp_path):
 
     # 3. killed mid-GRPO, after its checkpoint-2 is complete
     proc, log3 = _start(tmp_path, runs, 3)
-    _kill_when(proc, lambda: (_checkpoint(runs, "grpo-stage-1", 2) / "trainer_state.json").is_file())
+    _kill_when(proc, lambda: _written(_checkpoint(runs, "grpo-stage-1", 2)))
     log3_text = log3.read_text()
     assert "checkpoint-6 was cut off while being written: set aside as incomplete-checkpoint-6" in log3_text
     assert re.search(r"resuming from \S+/sft/\S+checkpoint-3\b", log3_text), "resumed from a corrupt checkpoint"
