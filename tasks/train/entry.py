@@ -47,6 +47,19 @@ def main(argv: list[str] | None = None) -> None:
                                  callbacks=[trainer_progress(f"grpo-{stage.name}")])
     if rank == 0:
         (out / METRICS_FILE).write_text(json.dumps(metrics))
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Every rank leaves the process group before the interpreter exits: a group left to
+    interpreter teardown can abort a rank that trained fine ("terminate called without an
+    active exception", seen on rank 1 after a finished 2-process ZeRO-3 GRPO stage), and the
+    launcher then fails the stage."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
