@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows.progress import progress_hook
-from flows.reporting import post_stage_artifact, post_table, prefect_tags
+from flows.reporting import post_stage_artifact, post_table, prefect_tags, run_namer
 from tasks.data.curate import curate, data_key, log_splits
 from tasks.data.decontaminate import benchmark_sources
 from tasks.recipe import Recipe
-from tasks.recipe_checks import default_recipe
+from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, run_stage
 
 
@@ -30,15 +30,23 @@ def _counts(metrics: dict[str, float], prefix: str, suffix: str = "") -> list[di
             if k.startswith(prefix) and k.endswith(suffix)]
 
 
-@flow(name="curate")
-def curate_flow(recipe: Recipe = default_recipe(), parent_run_id: str | None = None) -> StageOutput:
+@flow(name="curate", flow_run_name=run_namer("curate"))
+def curate_flow(recipe: Recipe | None = None, parent_run_id: str | None = None, base: str = "default",
+                overrides: list[str] | None = None) -> StageOutput:
     """Steps: read every source into canonical rows; quarantine unusable rows (unreadable, bad
     encoding, empty prompt, missing or unparseable gold answer, prompt over budget) with a
     reason; quarantine rows sharing a word n-gram with any evaluation benchmark; drop exact and
     near duplicates (MinHash LSH); split eval / cold-start SFT / GRPO deterministically and
     decontaminate training rows against the held-out split; build the cold-start set from
     verifier-checked traces or by rejection sampling from a teacher; log every split to MLflow
-    as a dataset and post the counts per quarantine reason and per benchmark."""
+    as a dataset and post the counts per quarantine reason and per benchmark.
+
+    Args:
+        recipe: The full typed recipe (advanced). Empty: `base` with `overrides`.
+        base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
+        overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
+    """
+    recipe = form_recipe(recipe, base, overrides)[0]
     configure_tracking(recipe.tracking)
     out = curate_data(recipe, parent_run_id)
     post_stage_artifact(recipe.name, out, "Curated splits; every rejected row is in `quarantine.jsonl` with a reason.")

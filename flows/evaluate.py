@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
-from flows.reporting import artifact_key, post_table, prefect_tags
+from flows.reporting import artifact_key, post_table, prefect_tags, run_namer
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
 from tasks.eval.evaluate import (
@@ -31,7 +31,7 @@ from tasks.eval.evaluate import (
 from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.layout import split_file
 from tasks.recipe import Recipe
-from tasks.recipe_checks import default_recipe
+from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
 
 
@@ -71,16 +71,24 @@ def _parent_run(recipe: Recipe, parent_run_id: str | None):
         yield run.info.run_id
 
 
-@flow(name="evaluate")
-def evaluate_flow(recipe: Recipe = default_recipe(), checkpoints: list[str] | None = None, data: str | None = None,
-                  parent_run_id: str | None = None) -> list[dict]:
+@flow(name="evaluate", flow_run_name=run_namer("evaluate"))
+def evaluate_flow(recipe: Recipe | None = None, checkpoints: list[str] | None = None, data: str | None = None,
+                  parent_run_id: str | None = None, base: str = "default",
+                  overrides: list[str] | None = None) -> list[dict]:
     """Steps: open an `evaluate` MLflow run unless a parent run is given; resolve the curated data
     (only when a benchmark is the held-out split); write every benchmark as an lm-eval task and
     load it with its data, so a broken benchmark fails before any generation; resolve each
     checkpoint (`models:/name@alias` or `/version`, stage or model directory, MLflow run id; no
     checkpoints: the registered champion); evaluate each on every benchmark (an MLflow child run
     each, cached per checkpoint and evaluation suite); post the comparison (Prefect table, image
-    and markdown artifacts; MLflow table and bar chart). Returns one row of metrics per checkpoint."""
+    and markdown artifacts; MLflow table and bar chart). Returns one row of metrics per checkpoint.
+
+    Args:
+        recipe: The full typed recipe (advanced). Empty: `base` with `overrides`.
+        base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
+        overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
+    """
+    recipe = form_recipe(recipe, base, overrides)[0]
     cfg = recipe.evaluation
     configure_tracking(recipe.tracking)
     refs = [f"models:/{recipe.tracking.registered_model}@champion"] if checkpoints is None else checkpoints

@@ -14,6 +14,7 @@ from prefect.exceptions import MissingResult
 
 from flows.evaluate import evaluate_flow
 from tasks.recipe import Recipe
+from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput
 
 
@@ -30,7 +31,9 @@ def training_outputs(training_run: str) -> tuple[Recipe, str | None, list[StageO
         raise ValueError(
             f"flow run {run_id} ({run.name}) kept no result, so its checkpoints are unknown: run training "
             "with PREFECT_RESULTS_PERSIST_BY_DEFAULT=true (deployments/prefect.yaml sets it)") from None
-    recipe = Recipe.model_validate(run.parameters.get("recipe") or {})
+    typed = run.parameters.get("recipe")
+    recipe, _ = form_recipe(Recipe.model_validate(typed) if typed else None, run.parameters.get("base") or "default",
+                            run.parameters.get("overrides"))
     return recipe, run.parameters.get("data"), list(outputs)
 
 

@@ -9,12 +9,12 @@ from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
 from flows.progress import training_progress
-from flows.reporting import post_stage_artifact, post_table, prefect_tags
+from flows.reporting import post_stage_artifact, post_table, prefect_tags, run_namer
 from flows.sft import sft_flow
 from tasks.eval.evaluate import resolve_checkpoint
 from tasks.layout import PLOTS_DIR, split_file
 from tasks.recipe import GRPOStage, Recipe
-from tasks.recipe_checks import default_recipe
+from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.difficulty import difficulty_key, filter_stage_rows
 from tasks.train.grpo import grpo_key, run_grpo_stage
@@ -45,14 +45,22 @@ def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: Stage
                      tags=prefect_tags(), inputs={"grpo": split_file(data.path, "grpo")}, init_model=init.model_id)
 
 
-@flow(name="grpo")
-def grpo_flow(recipe: Recipe = default_recipe(), data: str | None = None, init: str | None = None,
-              parent_run_id: str | None = None) -> list[StageOutput]:
+@flow(name="grpo", flow_run_name=run_namer("grpo"))
+def grpo_flow(recipe: Recipe | None = None, data: str | None = None, init: str | None = None,
+              parent_run_id: str | None = None, base: str = "default",
+              overrides: list[str] | None = None) -> list[StageOutput]:
     """Steps: resolve the data and the starting checkpoint (stage directories or MLflow run
     ids, or a `models:/` URI for the checkpoint; run the upstream flows if absent); train each GRPO stage in order with its verifier
     rewards, each from the previous stage's checkpoint; with `grpo.difficulty.enabled`, first
     keep the stage's prompts whose pass rate under that checkpoint lies in the band (a cached
-    `difficulty-<stage>` step whose grpo.jsonl the stage trains on). Returns one output per stage."""
+    `difficulty-<stage>` step whose grpo.jsonl the stage trains on). Returns one output per stage.
+
+    Args:
+        recipe: The full typed recipe (advanced). Empty: `base` with `overrides`.
+        base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
+        overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
+    """
+    recipe = form_recipe(recipe, base, overrides)[0]
     configure_tracking(recipe.tracking)
     data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
     start = resolve_checkpoint(init, recipe) if init else sft_flow(recipe, data_out.path, parent_run_id)[-1]

@@ -1,12 +1,20 @@
-"""Prefect-side helpers every stage flow shares: run tags and the stage's markdown artifact."""
+"""Prefect-side helpers every stage flow shares: run names and tags, the stage's markdown artifact."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from tasks.recipe import Recipe
+from tasks.recipe_checks import apply_overrides
+from tasks.recipe_form import base_recipe_file
+from tasks.run_notes import pipeline_run_name
 from tasks.tracking import StageOutput, ui_link
 
 
@@ -36,3 +44,32 @@ def post_stage_artifact(recipe_name: str, out: StageOutput, summary: str = "") -
 
 def post_table(recipe_name: str, name: str, rows: list[dict], description: str) -> None:
     create_table_artifact(rows, key=artifact_key(recipe_name, name), description=description)
+
+
+def _parameter_recipe(params: dict) -> tuple[str, int]:
+    """The recipe's name and seed from a flow run's parameters (the typed recipe, or the base
+    recipe's YAML with the overrides), read without validating: naming a run never fails it."""
+    recipe = params.get("recipe")
+    if recipe is not None:
+        raw = recipe.model_dump(mode="json") if hasattr(recipe, "model_dump") else dict(recipe)
+        raw = apply_overrides(raw, list(params.get("overrides") or []))
+    else:
+        raw = apply_overrides(yaml.safe_load(base_recipe_file(params.get("base") or "default").read_text()) or {},
+                              list(params.get("overrides") or []))
+    return str(raw.get("name", "default")), int(raw.get("seed", 0))
+
+
+def run_namer(stage: str | None = None) -> Callable[[], str]:
+    """A flow's `flow_run_name`: the pipeline's `<recipe> seed <n> <time> <id>` (its MLflow run
+    has the same name), a stage flow's `<stage>-<recipe>`."""
+    def name() -> str:
+        params = dict(flow_run.parameters or {})
+        try:
+            recipe_name, seed = _parameter_recipe(params)
+        except Exception:  # a bad recipe fails in the flow, with its own message
+            recipe_name, seed = Path(str(params.get("base") or "default")).stem, 0
+        if stage:
+            return f"{stage}-{recipe_name}"
+        return pipeline_run_name(Recipe.model_construct(name=recipe_name, seed=seed))
+
+    return name

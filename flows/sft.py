@@ -6,10 +6,10 @@ from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
 from flows.progress import training_progress
-from flows.reporting import post_stage_artifact, prefect_tags
+from flows.reporting import post_stage_artifact, prefect_tags, run_namer
 from tasks.layout import split_file
 from tasks.recipe import Recipe
-from tasks.recipe_checks import default_recipe
+from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.sft import base_key, base_model_inputs, prepare_base_model, run_sft, sft_key
 
@@ -30,12 +30,19 @@ def train_sft(recipe: Recipe, data: StageOutput, base: StageOutput, parent_run_i
                      tags=prefect_tags(), inputs={"sft": split_file(data.path, "sft")}, init_model=base.model_id)
 
 
-@flow(name="sft")
-def sft_flow(recipe: Recipe = default_recipe(), data: str | None = None,
-             parent_run_id: str | None = None) -> list[StageOutput]:
+@flow(name="sft", flow_run_name=run_namer("sft"))
+def sft_flow(recipe: Recipe | None = None, data: str | None = None, parent_run_id: str | None = None,
+             base: str = "default", overrides: list[str] | None = None) -> list[StageOutput]:
     """Steps: resolve the curated data (a stage directory or MLflow run id; curate if absent);
     save the starting model (tokenizer trained on our data + decoder from scratch, or
-    `model.name_or_path`); cold-start SFT with TRL when `sft.enabled`. Returns [base, sft]."""
+    `model.name_or_path`); cold-start SFT with TRL when `sft.enabled`. Returns [base, sft].
+
+    Args:
+        recipe: The full typed recipe (advanced). Empty: `base` with `overrides`.
+        base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
+        overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
+    """
+    recipe = form_recipe(recipe, base, overrides)[0]
     configure_tracking(recipe.tracking)
     data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
     base = prepare_base(recipe, data_out, parent_run_id)

@@ -26,7 +26,7 @@ from tasks.train.presets import check_stages, stage_trainer_fields
 from tasks.train.requirements import environment_problems, value_problems
 from tasks.verifiers import verifier_problems
 
-#: The embedded default recipe: every flow's default parameter (so the Prefect form and
+#: The embedded default recipe: every flow's default base recipe (so the Prefect form and
 #: `prefect deploy --all`), and what `rlvr run configs/default.yaml` and the README run.
 DEFAULT_RECIPE_FILE = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
@@ -204,9 +204,3 @@ def _read_yaml(path: str | Path) -> dict:
 def load_recipe(path: str | Path, overrides: list[str] | None = None, allow_missing: bool = False) -> Recipe:
     """Read, override and validate a recipe YAML; nothing is written or computed."""
     return validate_recipe(apply_overrides(_read_yaml(path), overrides or []), allow_missing)
-
-
-def default_recipe() -> Recipe:
-    """configs/default.yaml through the schema (the flows' default parameter, built at import,
-    so without the checks that import TRL; the configs test runs those on every YAML)."""
-    return Recipe.model_validate(_read_yaml(DEFAULT_RECIPE_FILE))

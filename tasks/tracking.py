@@ -27,6 +27,7 @@ from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_i
 from tasks.locking import file_lock, try_lock
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
+from tasks.run_notes import tag_experiment_kind
 from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def configure_tracking(cfg: TrackingSection) -> str:
             root = (Path(cfg.runs_dir).resolve() / "mlartifacts").as_uri()
             exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=root)
     mlflow.set_experiment(experiment_id=exp_id)
+    tag_experiment_kind(exp_id)
     end_dead_runs(exp_id)
     return exp_id
 

@@ -12,6 +12,7 @@ tags naming the run that trained each stage (an earlier run's, when the stage wa
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ class PipelineRun:
 
     @property
     def label(self) -> str:
-        return f"{self.name} {self.run_id[:8]}"
+        status = "" if self.status == "FINISHED" else f" ({self.status})"
+        return f"{self.name} {self.run_id[:8]}{status}"
 
 
 def pipeline_runs(experiment: str, last: int = 5) -> list[PipelineRun]:
@@ -116,8 +118,9 @@ def plot_runs(runs: list[PipelineRun], out: str | Path) -> Path:
     if curves.has_data():
         curves.legend(fontsize=7)
     metrics = sorted({m for r in runs for m in r.metrics})
+    # a metric a run lacks (it failed, or evaluated other benchmarks) is a gap, not a 0.000 bar
     grouped_bars(bars, [m.replace("/", "/\n", 1) for m in metrics],
-                 {r.label: [r.metrics.get(m, 0.0) for m in metrics] for r in runs})
+                 {r.label: [r.metrics.get(m, math.nan) for m in metrics] for r in runs})
     bars.set_title("held-out evaluation")
     return save_figure(fig, out)
 

@@ -38,7 +38,7 @@ NO_ANSWER = "[invalid]"  # what lm-eval's regex filter returns when nothing matc
 
 def eval_settings(cfg: EvaluationSection) -> dict:
     """The settings that change the numbers (not which checkpoints, nor how promotion decides)."""
-    return cfg.model_dump(mode="json", exclude={"checkpoints", "primary_metric", "promotion_margin"})
+    return cfg.model_dump(mode="json", exclude={"checkpoints", "primary_metric", "promotion_margin", "first_champion"})
 
 
 def suite_key(cfg: EvaluationSection, data_key: str | None, system_prompt: str | None) -> str:

@@ -70,14 +70,17 @@ def champion_score(version, metric: str, suite: str | None) -> float | None:
 
 def promote_if_better(name: str, version: str, metric: str, value: float, margin: float, *,
                       suite: str | None = None, champion_value: float | None = None,
-                      champion_version: str | None = None, evidence: dict | None = None) -> dict:
+                      champion_version: str | None = None, evidence: dict | None = None,
+                      first_refusal: str | None = None) -> dict:
     """Alias `version` as challenger; move `champion` to it if it beats the champion by > margin.
 
     `champion_value` is the champion's score measured under `suite` by the caller, for the version
     `champion_version` (when None, the champion the caller saw is the current one). The read,
     the comparison and the alias moves happen under the model's promotion lock, so a pipeline
     promoting at the same moment is compared against, never overwritten. The decision (numbers,
-    margin, both versions, reason) is returned and tagged on the challenger's model version."""
+    margin, both versions, reason) is returned and tagged on the challenger's model version.
+    `first_refusal` (`first_champion_refusal`) keeps a model that is below the first champion's
+    floor from becoming champion when there is none yet."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -89,8 +92,10 @@ def promote_if_better(name: str, version: str, metric: str, value: float, margin
         if champ is not None and (champion_value is None or stale):
             # the champion's recorded score; a champion promoted while this run evaluated counts by its own
             champion_value = champion_score(champ, metric, suite)
-        promoted = champ is None or (champion_value is not None and value > champion_value + margin)
-        decision = _decision(name, version, metric, value, margin, suite, champ, champion_value, promoted, evidence)
+        promoted = first_refusal is None if champ is None else (
+            champion_value is not None and value > champion_value + margin)
+        decision = _decision(name, version, metric, value, margin, suite, champ, champion_value, promoted,
+                             {**(evidence or {}), **({"floor": first_refusal} if champ is None and first_refusal else {})})
         tags = {METRIC_TAG + metric: str(value), "promotion": "champion" if promoted else "challenger",
                 **{f"promotion.{k}": str(v) for k, v in decision.items() if k not in ("model", "challenger_version")}}
         if suite:
@@ -107,7 +112,7 @@ def promote_if_better(name: str, version: str, metric: str, value: float, margin
 def _decision(name, version, metric, value, margin, suite, champ, champion_value, promoted, evidence) -> dict:
     champ_version = str(champ.version) if champ else None
     if champ is None:
-        reason = "no champion yet"
+        reason = "no champion yet" if promoted else f"no champion yet, but {evidence['floor']}"
     elif champion_value is None:  # fail closed: never promote past a champion it cannot compare with
         reason = (f"champion v{champ_version} has no {metric} score from this evaluation suite ({suite}); "
                   f"evaluate it under these settings to compare (the pipeline does, unless it was promoted "
@@ -123,6 +128,23 @@ def _decision(name, version, metric, value, margin, suite, champ, champion_value
     }
 
 
+def first_champion_refusal(recipe: Recipe, value: float, base_value: float | None) -> str | None:
+    """Why a model scoring `value` may not become the first champion (evaluation.first_champion),
+    or None. `base_value`: the base checkpoint's primary metric in this run, if it was evaluated."""
+    floor, metric = recipe.evaluation.first_champion, recipe.evaluation.primary_metric
+    if floor.min_value is not None and value < floor.min_value:
+        return f"{metric} {value:.4f} is below evaluation.first_champion.min_value {floor.min_value}"
+    if floor.beat_base_by is None:
+        return None
+    if base_value is None:  # fail closed: no evidence that training helped
+        return ("the base checkpoint was not evaluated, so evaluation.first_champion.beat_base_by cannot be "
+                "checked (add base to evaluation.checkpoints)")
+    if value <= base_value + floor.beat_base_by:
+        return (f"{metric} {value:.4f} does not beat the base model's {base_value:.4f} by more than "
+                f"evaluation.first_champion.beat_base_by {floor.beat_base_by}")
+    return None
+
+
 def record_decision(decision: dict) -> None:
     """The decision as `promotion.json` and `promotion.*` tags on the active MLflow run."""
     import mlflow
@@ -132,9 +154,11 @@ def record_decision(decision: dict) -> None:
 
 
 def promote_checkpoint(recipe: Recipe, final: StageOutput, row: dict, suite: str,
-                       champion_value: float | None, champion_version: str | None = None) -> dict:
+                       champion_value: float | None, champion_version: str | None = None,
+                       base_value: float | None = None) -> dict:
     """Register the final checkpoint as challenger; champion if it wins (decision tagged and logged).
-    `champion_value`: the score this run measured for champion `champion_version`, if any."""
+    `champion_value`: the score this run measured for champion `champion_version`, if any;
+    `base_value`: the base checkpoint's score in this run (the first champion's floor)."""
     metric, name = recipe.evaluation.primary_metric, recipe.tracking.registered_model
     if metric not in row:
         raise ValueError(f"evaluation.primary_metric {metric!r} was not reported for {row['checkpoint']}; "
@@ -142,7 +166,8 @@ def promote_checkpoint(recipe: Recipe, final: StageOutput, row: dict, suite: str
     version = register_model(model_dir(final.path), name, final.model_id)
     decision = promote_if_better(name, version, metric, row[metric], recipe.evaluation.promotion_margin, suite=suite,
                                  champion_value=champion_value, champion_version=champion_version,
-                                 evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path})
+                                 evidence={"eval_run": row.get("mlflow_run"), "checkpoint": final.path},
+                                 first_refusal=first_champion_refusal(recipe, row[metric], base_value))
     record_decision(decision)
     return decision
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from tasks.recipe import EvaluationSection
@@ -71,13 +72,14 @@ def comparison_chart(rows: list[dict], headline: dict[str, str], path: str | Pat
 
 
 def grouped_bars(ax, groups: list[str], series: dict[str, list[float]]) -> None:
-    """One group of bars per label in `groups`, one bar per series (legend: the series names)."""
+    """One group of bars per label in `groups`, one bar per series (legend: the series names); a
+    NaN value leaves its bar and label out."""
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
         bars = ax.bar([j + i * width for j in range(len(groups))], values, width, label=name)
-        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+        ax.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.3f}" for v in values], fontsize=7)
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(groups))], groups, fontsize=8)
-    ax.set_ylim(0, 1.15 * max([1.0, *(v for values in series.values() for v in values)]))
+    ax.set_ylim(0, 1.15 * max([1.0, *(v for values in series.values() for v in values if not math.isnan(v))]))
     if series:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 

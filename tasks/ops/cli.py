@@ -95,6 +95,11 @@ def _stage_verbs(sub) -> None:
                                 "models:/NAME@ALIAS|/VERSION (default: the registered champion)")
 
 
+def recipe_source(args) -> str:
+    """What the runs record as their source: the recipe file and the overrides given with it."""
+    return " ".join([args.recipe, *(f"--set {o}" for o in args.overrides)])
+
+
 def _run_stage(recipe, args) -> int:
     """One stage flow; unchanged upstream stages come from the cache (content-addressed)."""
     from flows.curate import curate_flow
@@ -102,9 +107,10 @@ def _run_stage(recipe, args) -> int:
     from flows.grpo import grpo_flow
     from flows.sft import sft_flow
 
-    out = {"curate": lambda: curate_flow(recipe), "sft": lambda: sft_flow(recipe, args.data),
-           "grpo": lambda: grpo_flow(recipe, args.data, args.init),
-           "evaluate": lambda: evaluate_flow(recipe, args.checkpoints, args.data)}[args.command]()
+    source = {"base": recipe_source(args)}
+    out = {"curate": lambda: curate_flow(recipe, **source), "sft": lambda: sft_flow(recipe, args.data, **source),
+           "grpo": lambda: grpo_flow(recipe, args.data, args.init, **source),
+           "evaluate": lambda: evaluate_flow(recipe, args.checkpoints, args.data, **source)}[args.command]()
     for failure in BACKGROUND.flush():  # the lineage queued off the critical path (also waited for at exit)
         print(f"warning: MLflow lineage: {failure}", file=sys.stderr)
     print(json.dumps(out, indent=2, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump") else str(o)))
@@ -123,7 +129,7 @@ def _verify(recipe, args) -> int:
             return 2
     rows = join_completions(list(read_jsonl(Path(args.completions))),
                             list(read_jsonl(Path(args.data))) if args.data else None)
-    print(format_report(verify_completions(rows, rewards)))
+    print(format_report(verify_completions(rows, rewards), stages))
     return 0
 
 
@@ -141,7 +147,7 @@ def _stack(recipe, args) -> int:
     print(f"starting the {'team ' if team else ''}stack (about {'a minute' if team else 'half a minute'}) ...",
           file=sys.stderr)
     try:
-        urls = stack.up(recipe)
+        urls = stack.up(recipe, args.recipe, args.overrides)
     except StackError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -203,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_stage(recipe, args)
     from flows.pipeline import pipeline_flow
 
-    summary = pipeline_flow(recipe)
+    summary = pipeline_flow(recipe, base=recipe_source(args))
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

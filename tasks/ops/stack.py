@@ -126,8 +126,10 @@ class Stack:
         if rc:
             raise StackError(f"`{' '.join(cmd[2:])}` failed (code {rc}); {log}:\n{_log_tail(log)}")
 
-    def up(self, recipe: Recipe, timeout_s: float = 180) -> dict:
-        """Start everything, register the deployments with `recipe` as their default; returns the URLs."""
+    def up(self, recipe: Recipe, base: str | None = None, overrides: list[str] | None = None,
+           timeout_s: float = 180) -> dict:
+        """Start everything, register the deployments with `base` and `overrides` (the recipe file and
+        `--set` values `recipe` was loaded from) as their default; returns the URLs."""
         if (self.state_dir / STATE_FILE).is_file() and stack_processes(self.read_state()["id"]):
             raise StackError(f"a stack from {self.state_dir} is running: `rlvr stack down` first")
         recipe = recipe.model_copy(deep=True)
@@ -168,7 +170,7 @@ class Stack:
             self._create_work_pool()
             self._run("deploy", py + ["prefect", "--no-prompt", "deploy", "--all", "--prefect-file",
                                       str(PREFECT_YAML.relative_to(REPO))])
-            deployments = self._set_default_recipe(recipe)
+            deployments = self._set_default_recipe(recipe, base, overrides or [])
             self._spawn("worker", py + ["prefect", "worker", "start", "--pool", WORK_POOL, "--type", "process"])
             if serve_mlflow:
                 _wait_healthy("mlflow server", f"{mlflow_url}/health", mlflow, self.logs / "mlflow.log", timeout_s)
@@ -212,18 +214,26 @@ class Stack:
                                                    base_job_template=ProcessWorker.get_default_base_job_template()),
                                     overwrite=True)
 
-    def _set_default_recipe(self, recipe: Recipe) -> list[str]:
-        """Make `recipe` the default `recipe` parameter of every deployment that takes one."""
+    def _set_default_recipe(self, recipe: Recipe, base: str | None, overrides: list[str]) -> list[str]:
+        """Make the recipe the default of every deployment that takes one: as the short form's base
+        recipe and overrides (with this stack's store made explicit), or, without a base file, as
+        the full typed recipe."""
         from prefect.client.schemas.actions import DeploymentUpdate
 
-        value = recipe.model_dump(mode="json")
+        if base:
+            pinned = {"tracking.runs_dir": recipe.tracking.runs_dir, "tracking.tracking_uri": recipe.tracking.tracking_uri}
+            form = {"base": _repo_relative(base), "recipe": None,
+                    "overrides": [o for o in overrides if o.split("=", 1)[0].strip() not in pinned]
+                    + [f"{k}={v}" for k, v in pinned.items() if v]}
+        else:
+            form = {"recipe": recipe.model_dump(mode="json")}
         with self._prefect_client() as client:
             names = []
             for d in client.read_deployments():
                 flow = client.read_flow(d.flow_id)
                 names.append(f"{flow.name}/{d.name}")
                 if "recipe" in (d.parameter_openapi_schema or {}).get("properties", {}):
-                    client.update_deployment(d.id, DeploymentUpdate(parameters={**d.parameters, "recipe": value}))
+                    client.update_deployment(d.id, DeploymentUpdate(parameters={**d.parameters, **form}))
         return sorted(names)
 
     def _write_state(self, mlflow_url: str, store: str) -> None:
@@ -260,6 +270,12 @@ class Stack:
             proc.wait()
         state_path.unlink(missing_ok=True)
         return stopped
+
+
+def _repo_relative(path: str) -> str:
+    """A recipe path as the worker (which runs in the repo root) reads it: relative to the repo when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(resolved)
 
 
 def _terminate_group(pgid: int, stack_id: str, grace_s: float) -> list[int]:

@@ -89,6 +89,12 @@ class TrackingSection(Section):
         True, description="Each stage's final model as an MLflow LoggedModel of its run; `all`: also every "
                           "checkpoint the trainer saves; false: none (the registry then logs the final model).")
     rollout_traces: RolloutTraces = RolloutTraces()
+    warnings_notify: str | None = Field(
+        None, pattern=r"^[a-z0-9-]+/[A-Za-z0-9_-]+$",
+        description="A Prefect notification block (`<block-type>/<name>`, e.g. slack-webhook/ml-alerts or "
+                    "email/ops) to message when a pipeline's stages raised monitor warnings, through the Prefect "
+                    "automation `rlvr <experiment>: monitor warnings` (re-route it in the UI: Automations). "
+                    "Empty: the warnings stay on the runs and the Event feed.")
 
 
 class Recipe(Section):

@@ -104,13 +104,17 @@ class ColdStartSection(SamplingSettings):
                               "writes `candidates` answers per prompt and the first correct one is kept.")
     teacher: str = Field("policy", description="'policy' (model.name_or_path), a model directory or hub id, or "
                                                "an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1.")
-    teacher_model: str | None = Field(None, description="Model name sent to an endpoint; empty: the first listed.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the endpoint's key, if any.")
-    timeout_s: float = Field(300, gt=0, description="Per-request timeout for an endpoint.")
     candidates: int = Field(4, gt=0, description="Answers sampled per prompt.")
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(1024, gt=0)
+    # Only read when the teacher is an endpoint: after the common settings in the form.
+    teacher_model: str | None = Field(None, title="Advanced (endpoint): teacher model",
+                                      description="Model name sent to an endpoint; empty: the first listed.")
+    api_key_env: str = Field("OPENAI_API_KEY", title="Advanced (endpoint): API key variable",
+                             description="Environment variable with the endpoint's key, if any.")
+    timeout_s: float = Field(300, gt=0, title="Advanced (endpoint): timeout (s)",
+                             description="Per-request timeout for an endpoint.")
 
     @property
     def teacher_is_endpoint(self) -> bool:

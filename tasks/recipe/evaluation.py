@@ -85,6 +85,17 @@ class VLLMOptions(Section):
     tensor_parallel_size: int = Field(1, ge=1)
 
 
+class FirstChampion(Section):
+    """The floor a model must clear to become the first champion (there is none to beat yet); below
+    it the model stays challenger with the reason. Both settings apply when both are set."""
+
+    min_value: float | None = Field(None, description="Lowest primary metric a first champion may have. "
+                                                      "Empty: no absolute floor.")
+    beat_base_by: float | None = Field(0.0, ge=0, description="The first champion must beat the base "
+                                       "checkpoint's primary metric by more than this (0: any gain; the base must "
+                                       "then be among evaluation.checkpoints). Empty: no comparison with the base.")
+
+
 class EvaluationSection(Section):
     checkpoints: list[Literal["base", "sft", "grpo"]] = Field(
         default_factory=lambda: ["base", "sft", "grpo"],
@@ -93,7 +104,6 @@ class EvaluationSection(Section):
         default_factory=lambda: [Benchmark(name=HELDOUT)], min_length=1,
         description="What every checkpoint is evaluated on (docs/evaluation.md).")
     backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers (CPU or GPU); vllm: GPU only.")
-    vllm: VLLMOptions = VLLMOptions()
     samples: int = Field(4, gt=0, description="Samples per prompt; pass@1 is their mean (DeepSeek-R1 protocol).")
     temperature: float = Field(0.6, ge=0, description="0 means greedy decoding (then samples must be 1).")
     top_p: float = Field(0.95, gt=0, le=1)
@@ -103,6 +113,9 @@ class EvaluationSection(Section):
     seed: int = Field(1234, description="Seeds sampling and few-shot selection; recorded on every eval run.")
     primary_metric: str = Field("heldout/pass_at_1", description="`<benchmark>/<metric>` that decides promotion.")
     promotion_margin: float = Field(0.0, ge=0, description="Challenger must beat champion by more than this.")
+    first_champion: FirstChampion = FirstChampion()
+    vllm: VLLMOptions = Field(VLLMOptions(), title="Advanced: vLLM backend",
+                              description="Only read with backend: vllm (GPU).")
 
     @model_validator(mode="after")
     def _greedy_single(self):

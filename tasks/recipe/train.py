@@ -43,7 +43,7 @@ class Launcher(Section):
     main_process_ip: str | None = Field(None, description="Address the other machines reach machine 0 at. Empty: "
                                                           "127.0.0.1 for local peers; the flow pod's IP (POD_IP) "
                                                           "for kubernetes.")
-    kubernetes: KubernetesPeers = KubernetesPeers()
+    kubernetes: KubernetesPeers = Field(KubernetesPeers(), title="Advanced: Kubernetes peers")
 
     @model_validator(mode="after")
     def _machines(self):
@@ -77,7 +77,9 @@ class SFTSection(Section):
                                                            "are truncated. Default: TRL's 1024. Empty: no limit.")
     trainer: dict[str, Any] = Field(default_factory=dict, description="Any other TRL SFTConfig field; wins over "
                                                                       "the typed settings above.")
-    launcher: Launcher = Launcher()
+    launcher: Launcher = Field(Launcher(), title="Advanced: launcher",
+                               description="Multi-process, multi-machine and Kubernetes training. Default: in the "
+                                           "calling process.")
 
     def trainer_fields(self) -> dict[str, Any]:
         """SFTConfig fields of the section: the typed settings, then `trainer:` (wins)."""
@@ -216,7 +218,9 @@ class GRPOStage(Section):
     checkpoint_every: int = Field(50, gt=0, description="Save a resumable checkpoint every N steps (save_steps).")
     monitors: Monitors = Monitors()
     log_samples: int = Field(16, ge=0, description="Completions logged to MLflow as a table at each logging step.")
-    launcher: Launcher = Launcher()
+    launcher: Launcher = Field(Launcher(), title="Advanced: launcher",
+                               description="Multi-process, multi-machine and Kubernetes training. Default: in the "
+                                           "calling process.")
 
     def typed_fields(self) -> dict[str, Any]:
         """The stage's typed GRPOConfig settings (beta only when set)."""

@@ -147,7 +147,8 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
         hacking = stage.monitors.reward_hacking
         tag_stage_run(sandbox_tags(rewards + ([build_reward(hacking.reward)] if hacking.policy != "off" else [])))
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt,
-                                      recipe.tracking.rollout_traces))
+                                      recipe.tracking.rollout_traces,
+                                      f"grpo.stages.{[s.name for s in recipe.grpo.stages].index(stage.name)}"))
     last = last_checkpoint(args.output_dir)
     if last and run_id and trainer.accelerator.is_main_process:
         from mlflow import MlflowClient

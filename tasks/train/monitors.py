@@ -49,13 +49,15 @@ CHECKS: dict[str, tuple[str, str, str, str]] = {
         "or raise num_generations / temperature"),
     "truncation": (
         "completions/clipped_ratio", ">", "of completions hit max_completion_length",
-        "raise trainer.max_completion_length, add soft_overlong_reward, or set mask_truncated_completions: true"),
+        "raise the stage's max_completion_length (grpo.stages.<i>.max_completion_length), add "
+        "soft_overlong_reward to its rewards, or set trainer.mask_truncated_completions: true"),
     "entropy_collapse": (
         "entropy/completion", "<", "nats of entropy per completion: the policy is collapsing onto one completion",
-        "lower learning_rate, use clip-higher (epsilon_high: 0.28 or preset: dapo), raise temperature, or add KL (beta)"),
+        "lower learning_rate, use clip-higher (trainer.epsilon_high: 0.28 or preset: dapo), raise temperature, "
+        "or add KL (beta)"),
     "kl_blowup": (
         "kl", ">", "KL to the reference model: the policy is drifting fast",
-        "lower learning_rate, raise beta, or lower epsilon"),
+        "lower learning_rate, raise beta, or lower trainer.epsilon"),
 }
 
 
@@ -101,8 +103,8 @@ def hacking_signal(canary: list[tuple[int, float]], rewards: list[tuple[int, flo
 class HealthMonitor:
     """Checks each logging step's metrics against the recipe's thresholds (pure; no I/O)."""
 
-    def __init__(self, cfg, already_tripped: set[str] | frozenset = frozenset()):
-        self.cfg = cfg
+    def __init__(self, cfg, already_tripped: set[str] | frozenset = frozenset(), stage_path: str = "grpo.stages.<i>"):
+        self.cfg, self.stage_path = cfg, stage_path  # the advice names the stage's own fields
         self.tripped = set(already_tripped)
         self.streak: dict[str, int] = {}
         self.rewards: list[tuple[int, float]] = []
@@ -125,7 +127,8 @@ class HealthMonitor:
                 shown = f"{value:.0%}" if key in FRACTIONS else f"{value:.3g}"
                 trips.append(self._trip(name, step, value, spec, (
                     f"{name} at step {step}: {shown} {meaning} ({bad} {spec.threshold:g} for "
-                    f"{self.cfg.patience} logging steps). Change: {advice}.")))
+                    f"{self.cfg.patience} logging steps). Change: "
+                    f"{advice.replace('grpo.stages.<i>', self.stage_path)}.")))
         trips += self._check_unscored(logs, step)
         if logs.get("reward") is not None:
             self.rewards.append((step, float(logs["reward"])))
@@ -190,11 +193,11 @@ class StageMonitor(TrainerCallback):
     """
 
     def __init__(self, trainer, stage, run_id: str | None, out_dir: Path, canary_rows: list[dict],
-                 system_prompt: str | None = None, traces=None):
+                 system_prompt: str | None = None, traces=None, stage_path: str = "grpo.stages.<i>"):
         self.trainer, self.stage, self.run_id = trainer, stage, run_id
         self.trips_path = Path(out_dir) / TRIPS_FILE
         self.trips = read_trips(out_dir)  # a resumed stage keeps what an earlier attempt found
-        self.health = HealthMonitor(stage.monitors, {t["monitor"] for t in self.trips})
+        self.health = HealthMonitor(stage.monitors, {t["monitor"] for t in self.trips}, stage_path)
         canary = stage.monitors.reward_hacking
         self.canary_rows = canary_rows if canary.policy != "off" else []
         self.canary_prompts = [prompt_messages(r, system_prompt) for r in self.canary_rows]

@@ -1,7 +1,11 @@
 """What a user sees, in a real browser: `rlvr stack up`; in the Prefect UI open the pipeline
-deployment, fill its parameter form with the tiny recipe, run it and see it Completed with its
-artifacts; in the MLflow UI see the parent run and its child runs with their metrics; compare
-two pipeline runs (`rlvr compare` and MLflow's compare view); Ctrl-C leaves no process behind.
+deployment (named after what it runs), run it from the short form (a base recipe plus overrides)
+and see it Completed under a readable name, its stage subflows named after the stages, the
+summary with the promotion decision (a first champion below its floor stays challenger) and the
+health warnings, the automation that routes them; in the MLflow UI (the training view) see the
+parent run with its source and its child runs with their metrics; a failed run says why in one
+line in both UIs; compare it with the completed one (`rlvr compare` leaves its missing values
+blank, and MLflow's compare view); Ctrl-C leaves no process behind.
 
 Headless Chromium from Debian's packages, driven by Playwright's Python API with
 `executable_path` (no browser download). Screenshots: test-artifacts/browser/*.png.
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -59,16 +64,10 @@ def stack(tmp_path_factory):
     urls = dict(re.findall(r"(Prefect UI|MLflow UI)\s+(http://127\.0\.0\.1:\d+)", out))
     state = json.loads((tmp / "state" / "stack.json").read_text())
     yield {"proc": proc, "lines": lines, "prefect": urls["Prefect UI"], "mlflow": urls["MLflow UI"],
-           "runs": tmp / "runs", "id": state["id"], "recipe": _tiny_recipe(tmp / "runs")}
+           "runs": tmp / "runs", "id": state["id"]}
     if proc.poll() is None:  # a failed test left it running
         proc.send_signal(signal.SIGINT)
         proc.wait(120)
-
-
-def _tiny_recipe(runs_dir) -> dict:
-    from tasks.recipe_checks import load_recipe
-
-    return load_recipe(CONFIGS / "tiny.yaml", [f"tracking.runs_dir={runs_dir}"]).model_dump(mode="json")
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +115,12 @@ def _client(stack):
     return SyncPrefectClient(f"{stack['prefect']}/api")
 
 
+def _recipe_name(params: dict) -> str:
+    """The recipe name a pipeline flow run was given: the typed recipe's, or a `name=` override of the base."""
+    named = [o.split("=", 1)[1] for o in params.get("overrides") or [] if o.startswith("name=")]
+    return (params.get("recipe") or {}).get("name") or (named[-1] if named else "tiny")
+
+
 def _pipeline_runs(stack, recipe_name: str) -> list:
     """Flow runs of the pipeline deployment whose recipe has this name, any state (Scheduled too:
     a run created from the form stays Scheduled until the worker's next poll)."""
@@ -123,7 +128,7 @@ def _pipeline_runs(stack, recipe_name: str) -> list:
 
     with _client(stack) as client:
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["pipeline"])))
-    return [r for r in runs if (r.parameters.get("recipe") or {}).get("name", "tiny") == recipe_name]
+    return [r for r in runs if r.parent_task_run_id is None and _recipe_name(r.parameters) == recipe_name]
 
 
 def _wait_for_new_run(stack, recipe_name: str, before: set, timeout_s: float = 240):
@@ -134,22 +139,41 @@ def _wait_for_new_run(stack, recipe_name: str, before: set, timeout_s: float = 2
     return new[0]
 
 
-def _wait_for_final_state(stack, run_id, timeout_s: float = 900) -> str:
+def _wait_for_final_state(stack, run_id, timeout_s: float = 900):
     """The worker picks the run up (Scheduled -> Pending -> Running) and the pipeline finishes."""
     deadline = time.monotonic() + timeout_s
     while True:
         with _client(stack) as client:
             state = client.read_flow_run(run_id).state
         if state.is_final():
-            return state.name
+            return state
         assert time.monotonic() < deadline, f"flow run {run_id} still {state.name} after {timeout_s} s"
         time.sleep(3)
 
 
-def test_pipeline_runs_from_the_deployment_form(stack, page):
+def _alerts_block(stack) -> None:
+    """The Slack webhook block a person would create in the UI (Blocks); nothing listens at its URL."""
+    from prefect.blocks.notifications import SlackWebhook
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: f"{stack['prefect']}/api"}):
+        SlackWebhook(url="http://127.0.0.1:9/rlvr-alerts").save("rlvr-alerts", overwrite=True)
+
+
+def _open_deployment(stack, page) -> None:
     page.goto(f"{stack['prefect']}/deployments")
-    row = page.locator("tr", has_text="pipeline")
-    row.get_by_role("link", name="local").click()
+    page.locator("tr", has_text="pipeline").get_by_role("link", name="train-and-promote").click()
+
+
+#: What a person types into the short form besides the stack's own runs_dir: a name, where monitor
+#: warnings go, and a first-champion floor the tiny model cannot clear.
+SHORT_FORM = ["name=tiny-ui", "tracking.warnings_notify=slack-webhook/rlvr-alerts",
+              "evaluation.first_champion.min_value=0.99"]
+
+
+def test_pipeline_runs_from_the_short_form(stack, page):
+    _alerts_block(stack)
+    _open_deployment(stack, page)
     run_button = page.get_by_role("button", name="Run", exact=True)
     run_button.wait_for()
     page.get_by_text(re.compile("only on Monday")).wait_for()  # the weekly retraining schedule (off)
@@ -157,19 +181,20 @@ def test_pipeline_runs_from_the_deployment_form(stack, page):
 
     run_button.click()
     page.get_by_text("Custom run").click()
-    page.get_by_text("A whole pipeline run").wait_for()  # the Recipe's docstring heads the typed form
-    shot(page, "02-parameter-form")
+    page.get_by_text(re.compile("settings applied to the recipe")).first.wait_for()  # overrides' help text
+    shot(page, "02-short-form")
 
-    # The form's JSON view: paste the tiny recipe under a new name, as a user pastes a recipe.
+    # The form's JSON view: the base recipe and the overrides, nothing else (the typed recipe stays empty).
     page.locator("button.p-button--outline").first.click()
     page.get_by_text("Use JSON input").click()
-    recipe = {**stack["recipe"], "name": "tiny-ui"}
+    params = {"base": "configs/tiny.yaml", "overrides": [f"tracking.runs_dir={stack['runs']}", *SHORT_FORM],
+              "recipe": None}
     editor = page.locator("textarea.p-code-input__textarea")
-    text = json.dumps({"recipe": recipe}, indent=2)
+    text = json.dumps(params, indent=2)
     editor.fill(text)
     page.wait_for_function("t => document.querySelector('textarea.p-code-input__textarea').value === t", arg=text)
-    editor.press("Control+Home")  # back to the top, where the name is
-    shot(page, "03-parameters-json")
+    editor.press("Control+Home")
+    shot(page, "03-short-form-json")
     before = {r.id for r in _pipeline_runs(stack, "tiny-ui")}
     submit = page.get_by_role("button", name="Submit")
     expect(submit).to_be_enabled()
@@ -190,65 +215,119 @@ def test_pipeline_runs_from_the_deployment_form(stack, page):
     page.reload()
     page.get_by_text("Completed").first.wait_for()
     shot(page, "04-flow-run-completed")
-    assert state == "Completed", "".join(stack["lines"][-40:])
+    assert state.name == "Completed", "".join(stack["lines"][-40:])
+    with _client(stack) as client:
+        run = client.read_flow_run(flow_run.id)
+        subflows = {r.name for r in client.read_flow_runs() if r.parent_task_run_id and r.name.endswith("-tiny-ui")}
+    assert re.fullmatch(r"tiny-ui seed 0 \d\d-\d\d \d\d:\d\d [0-9a-f]{4}", run.name), run.name
+    assert {"curate-tiny-ui", "sft-tiny-ui", "grpo-tiny-ui", "evaluate-tiny-ui"} <= subflows
 
+    page.goto(f"{stack['prefect']}/runs")  # every run's name says what it is
+    page.get_by_text("grpo-tiny-ui").first.wait_for()
+    shot(page, "05-runs-named-after-recipe-and-stage")
+
+    page.goto(f"{stack['prefect']}/runs/flow-run/{flow_run.id}")
     page.get_by_text("Artifacts", exact=True).click()
     page.get_by_text("tiny-ui-pipeline").first.click()  # the pipeline summary, with its MLflow link
     page.get_by_text("MLflow parent run").wait_for()
-    shot(page, "05-pipeline-summary-artifact")
+    page.get_by_text(re.compile("below evaluation.first_champion.min_value 0.99 -> challenger")).wait_for()
+    page.get_by_text(re.compile("^Health")).first.wait_for()
+    shot(page, "06-pipeline-summary-promotion-and-health")
     page.goto(f"{stack['prefect']}/artifacts")
     for key in ("tiny-ui-sft-progress", "tiny-ui-grpo-stage-1-progress", "tiny-ui-evaluation"):
         page.get_by_text(key, exact=True).wait_for()
     assert page.get_by_text(re.compile(r"sft: step 4/4 \(100%\)")).count() == 1
-    shot(page, "06-artifacts-with-training-progress")
+    shot(page, "07-artifacts-with-training-progress")
+
+    # The run's warnings go where the recipe asked: an automation a person can re-route.
+    page.goto(f"{stack['prefect']}/automations")
+    page.get_by_text("rlvr tiny: monitor warnings").first.wait_for()
+    shot(page, "08-warnings-automation")
 
 
-def _mlflow_runs(stack) -> dict:
-    """Run name -> run, read straight from the store the stack's MLflow UI serves."""
+def _parent(stack, recipe_name: str):
+    """The newest pipeline (parent) run of this recipe, read from the store the MLflow UI serves."""
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{stack['runs'] / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
-    return {r.info.run_name: r for r in client.search_runs([exp.experiment_id])} if exp else {}
+    found = client.search_runs([exp.experiment_id], f"tags.stage = 'pipeline' and params.`recipe.name` = '{recipe_name}'",
+                               order_by=["attributes.start_time DESC"])
+    return client, exp, found[0]
 
 
-def test_mlflow_ui_shows_parent_and_child_runs_with_metrics(stack, page):
-    runs = _mlflow_runs(stack)
-    parent = runs["pipeline-tiny-ui"].info
-    children = {n: r.info for n, r in runs.items() if r.data.tags.get("mlflow.parentRunId") == parent.run_id}
+def _close_assistant(page) -> None:
+    close = page.get_by_role("button", name="Close")
+    with contextlib.suppress(Exception):
+        close.first.click(timeout=5000)  # the assistant side panel, where MLflow opens it
+
+
+def test_mlflow_opens_the_training_view_with_readable_names_and_sources(stack, page):
+    from tasks.run_notes import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, WARNINGS_TAG
+    from tasks.train.monitors import read_trips
+
+    client, exp, parent = _parent(stack, "tiny-ui")
+    assert exp.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    tags = parent.data.tags
+    assert parent.info.run_name.startswith("tiny-ui seed 0 ")
+    assert tags["mlflow.source.name"].startswith("configs/tiny.yaml --set tracking.runs_dir=")
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    result = Path(client.download_artifacts(tags["stage_run.grpo-stage-1"], "result.json"))
+    trips = read_trips(json.loads(result.read_text())["path"])
+    if trips:  # the tiny model's groups mostly score alike and hit the length limit: the monitors trip
+        assert tags[WARNINGS_TAG].startswith("grpo-stage-1: ")
+        assert "grpo.stages.0.max_completion_length" in json.dumps(trips) or \
+            all(t["monitor"] != "truncation" for t in trips)
+    children = {r.info.run_name: r.info for r in client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
     assert {"data", "base", "sft", "grpo-stage-1", "eval-grpo-stage-1"} <= set(children)
-    exp = parent.experiment_id
 
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp}/runs")
-    page.get_by_role("button", name="Close").click()  # the assistant side panel
-    name_cell = page.locator("[role=gridcell]", has_text="pipeline-tiny-ui").first
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs")
+    _close_assistant(page)
+    name_cell = page.locator("[role=gridcell]", has_text=parent.info.run_name).first
     name_cell.locator("button").first.click()  # expand the parent: its child runs appear beneath it
     page.get_by_text("eval-grpo-stage-1").first.wait_for()
-    shot(page, "07-mlflow-parent-and-children")
+    shot(page, "09-mlflow-training-view-parent-and-children")
 
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp}/runs/{parent.run_id}")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
     page.get_by_text("grpo-stage-1/heldout/pass_at_1").first.wait_for()
-    shot(page, "08-mlflow-parent-metrics")
+    shot(page, "10-mlflow-parent-overview")
 
     grpo = children["grpo-stage-1"].run_id
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp}/runs/{grpo}")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{grpo}")
     page.get_by_placeholder("Search metrics").fill("reward")  # TRL's reward metrics, streamed while training
     metric = page.get_by_text("rewards/math_answer_reward/mean").first
     metric.wait_for()
     metric.scroll_into_view_if_needed()
-    shot(page, "09-mlflow-grpo-child-metrics")
+    shot(page, "11-mlflow-grpo-child-metrics")
 
 
-def test_compare_two_pipeline_runs_in_cli_and_mlflow(stack, page):
-    # A second run from the deployment's defaults (the tiny recipe): every stage is cached.
-    page.goto(f"{stack['prefect']}/deployments")
-    page.locator("tr", has_text="pipeline").get_by_role("link", name="local").click()
-    page.get_by_role("button", name="Run", exact=True).click()
-    before = {r.id for r in _pipeline_runs(stack, "tiny")}
-    page.get_by_text("Quick run").click()
-    quick = _wait_for_new_run(stack, "tiny", before)
-    assert _wait_for_final_state(stack, quick.id) == "Completed", "".join(stack["lines"][-40:])
-    assert _mlflow_runs(stack)["pipeline-tiny"].info.status == "FINISHED"
+#: A reward the curated math rows cannot feed (they have no tests): the pipeline fails after curation.
+BROKEN = ["name=tiny-broken", "grpo.stages.0.rewards.0.name=code_reward"]
+
+
+def test_a_failed_run_says_why_and_compares_with_blanks(stack, page):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with _client(stack) as client:
+        (deployment,) = client.read_deployments(deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=["train-and-promote"])))
+        broken = client.create_flow_run_from_deployment(deployment.id, parameters={
+            "base": "configs/tiny.yaml", "overrides": [f"tracking.runs_dir={stack['runs']}", *BROKEN]})
+    state = _wait_for_final_state(stack, broken.id)
+    assert state.name == "Failed", state.message
+    mlflow_client, exp, parent = _parent(stack, "tiny-broken")
+    line = parent.data.tags["error"]
+    assert line.startswith("failed: ValueError: the curated rows do not fit the GRPO rewards") and "\n" not in line
+    assert parent.info.status == "FAILED" and parent.data.tags["mlflow.note.content"].endswith(line)
+    assert state.message.splitlines()[-1] == line  # the last line of the Prefect flow run's message
+    page.goto(f"{stack['prefect']}/runs/flow-run/{broken.id}")
+    page.get_by_text("Failed").first.wait_for()
+    page.get_by_text(line[:60]).first.wait_for()
+    shot(page, "12-prefect-failed-run-says-why")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+    page.get_by_text(line[:60]).first.wait_for()  # the run's description
+    shot(page, "13-mlflow-failed-parent-says-why")
 
     out = SHOTS / "compare.png"
     result = subprocess.run([sys.executable, "-m", "tasks.ops.cli", "compare", "--recipe", str(CONFIGS / "tiny.yaml"),
@@ -257,14 +336,15 @@ def test_compare_two_pipeline_runs_in_cli_and_mlflow(stack, page):
                             env={**os.environ, "RLVR_MLFLOW_UI": stack["mlflow"]})
     assert result.returncode == 0, result.stderr
     (SHOTS / "compare.txt").write_text(result.stdout)
-    assert "recipe.name" in result.stdout and "tiny-ui" in result.stdout and out.stat().st_size > 10_000
+    assert "recipe.name" in result.stdout and "tiny-ui seed 0" in result.stdout and "(FAILED)" in result.stdout
+    assert out.stat().st_size > 10_000
     url = re.search(r"MLflow compare view: (\S+)", result.stdout).group(1)
     page.goto(url)
     page.get_by_text("Comparing 2 Runs").first.wait_for()
-    page.get_by_role("button", name="Close").click()  # the assistant side panel
+    _close_assistant(page)
     page.get_by_text("Show diff only").first.click()  # parameters: only what differs, as `rlvr compare` prints
     page.get_by_text("grpo-stage-1/heldout/pass_at_1").last.scroll_into_view_if_needed()
-    shot(page, "10-mlflow-compare-view")
+    shot(page, "14-mlflow-compare-view")
 
 
 def test_ctrl_c_stops_the_whole_stack(stack):

@@ -42,7 +42,14 @@ def test_every_flow_is_deployed_on_the_local_process_pool(spec):
     assert env["HF_HUB_OFFLINE"] == "1" and env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "true"
 
 
-def test_stage_deployments_take_the_recipe_as_a_typed_form(spec, tiny_recipe):
+def test_every_deployment_is_named_after_what_it_runs(spec):
+    names = {_flow(d["entrypoint"]).name: d["name"] for d in spec["deployments"]}
+    assert names == {"pipeline": "train-and-promote", "curate": "curate-data", "sft": "cold-start-sft",
+                     "grpo": "grpo-stages", "evaluate": "evaluate-checkpoints",
+                     "evaluate-training": "on-training-completed"}
+
+
+def test_stage_deployments_take_a_base_recipe_with_overrides_or_the_typed_recipe(spec, tiny_recipe):
     from prefect.exceptions import ParameterTypeError
     from prefect.utilities.callables import parameter_schema
 
@@ -53,7 +60,11 @@ def test_stage_deployments_take_the_recipe_as_a_typed_form(spec, tiny_recipe):
         if flow.name not in STAGE_FLOWS:
             continue
         schema = parameter_schema(flow).model_dump()
-        assert schema["properties"]["recipe"]["$ref"].endswith("/Recipe")
+        props = schema["properties"]
+        assert props["base"]["default"] == "default" and props["overrides"]["anyOf"][0]["type"] == "array"
+        assert "key.path=value" in props["overrides"]["description"]  # the form's help text
+        assert props["recipe"]["default"] is None
+        assert any(a.get("$ref", "").endswith("/Recipe") for a in props["recipe"]["anyOf"])
         assert {"data", "sft", "grpo", "evaluation", "tracking"} <= set(schema["definitions"]["Recipe"]["properties"])
         params = flow.validate_parameters({**d.get("parameters", {}), "recipe": tiny_recipe.model_dump(mode="json")})
         assert isinstance(params["recipe"], Recipe) and params["recipe"] == tiny_recipe
@@ -101,7 +112,7 @@ def test_prefect_deploy_registers_everything_and_a_completed_training_run_fires_
         assert done.returncode == 0, done.stdout + done.stderr
 
     with get_client(sync_client=True) as client:
-        pipeline = client.read_deployment_by_name("pipeline/local")
+        pipeline = client.read_deployment_by_name("pipeline/train-and-promote")
         (schedule,) = pipeline.schedules
         assert not schedule.active and schedule.schedule.cron == "0 3 * * 1"
         assert "Recipe" in pipeline.parameter_openapi_schema["definitions"]
@@ -110,7 +121,7 @@ def test_prefect_deploy_registers_everything_and_a_completed_training_run_fires_
 
         # A run of the sft deployment reaches Completed (no worker: we set the state, as the
         # engine would); the automation must then schedule the evaluation with that run's id.
-        sft = client.read_deployment_by_name("sft/local")
+        sft = client.read_deployment_by_name("sft/cold-start-sft")
         run = client.create_flow_run_from_deployment(sft.id)
         client.set_flow_run_state(run.id, Completed(), force=True)
         deadline = time.monotonic() + 60
@@ -203,11 +214,12 @@ def test_every_flow_defaults_to_the_embedded_default_recipe(spec):
     from prefect.utilities.callables import parameter_schema
 
     from tasks.recipe_checks import load_recipe
+    from tasks.recipe_form import form_recipe
 
-    embedded = load_recipe(CONFIGS / "default.yaml").model_dump(mode="json")
     flows = {_flow(d["entrypoint"]) for d in spec["deployments"]}
     with_recipe = [f for f in flows if "recipe" in inspect.signature(f.fn).parameters]
     assert {f.name for f in with_recipe} >= STAGE_FLOWS
     for f in with_recipe:
-        assert inspect.signature(f.fn).parameters["recipe"].default.model_dump(mode="json") == embedded, f.name
-        assert parameter_schema(f).model_dump()["properties"]["recipe"]["default"] == embedded, f.name
+        assert parameter_schema(f).model_dump()["properties"]["base"]["default"] == "default", f.name
+    recipe, source = form_recipe(None, "default", [])
+    assert recipe == load_recipe(CONFIGS / "default.yaml") and source == "configs/default.yaml"

@@ -1,4 +1,5 @@
-"""A stage that fails leaves its MLflow run, and the pipeline's, FAILED with what they logged."""
+"""A stage that fails leaves its MLflow run, and the pipeline's, FAILED with what they logged; the
+cause in one line on the parent run and as the last line of the Prefect flow run's message."""
 
 import json
 
@@ -19,8 +20,10 @@ def test_failed_stage_marks_child_and_parent_failed(prefect_server, tmp_path):
         f"tracking.runs_dir={tmp_path / 'runs'}",
         f"data.sources=[{{kind: jsonl, name: {src}}}]", "data.eval_size=1", "data.sft_size=0", "sft.enabled=false"])
     src.unlink()  # the source disappears between validation and the run
+    state = pipeline_flow(recipe, return_state=True)
+    assert state.is_failed()
     with pytest.raises(FileNotFoundError):
-        pipeline_flow(recipe)
+        state.result()
     runs = mlflow.search_runs(experiment_names=[recipe.tracking.experiment])
     by_stage = {r["tags.stage"]: r for _, r in runs.iterrows()}
     assert by_stage["pipeline"]["status"] == "FAILED"
@@ -28,3 +31,7 @@ def test_failed_stage_marks_child_and_parent_failed(prefect_server, tmp_path):
     assert by_stage["data"]["tags.mlflow.parentRunId"] == by_stage["pipeline"]["run_id"]
     assert by_stage["data"]["params.data.eval_size"] == "1"  # what it logged before failing
     assert "FileNotFoundError" in by_stage["data"]["tags.error"]
+    line = by_stage["pipeline"]["tags.error"]
+    assert line.startswith("stage data failed: FileNotFoundError: ") and "\n" not in line
+    assert by_stage["pipeline"]["tags.mlflow.note.content"].endswith(line)
+    assert state.message.splitlines()[-1] == line

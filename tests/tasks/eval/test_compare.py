@@ -84,3 +84,23 @@ def test_rlvr_compare_prints_the_table_and_writes_the_plot(store, tmp_path, caps
     assert code == 0 and out.is_file()
     assert "recipe.name" in printed and "pipeline-b" in printed and "pipeline-a" not in printed
     assert "MLflow compare view: http" in printed
+
+
+def test_a_failed_run_leaves_gaps_in_the_chart_not_zero_bars(store, tmp_path):
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tasks.eval.compare import PipelineRun
+    from tasks.eval.report import grouped_bars
+
+    failed = PipelineRun("f" * 32, "1", "tiny seed 0", 0, "FAILED", {}, {})
+    assert failed.label == "tiny seed 0 ffffffff (FAILED)"
+    fig, ax = plt.subplots()
+    grouped_bars(ax, ["grpo/heldout"], {"done": [0.5], failed.label: [math.nan]})
+    assert [t.get_text() for t in ax.texts] == ["0.500", ""]  # no "0.000" over the failed run
+    assert math.isnan(ax.patches[1].get_height())
+    plt.close(fig)

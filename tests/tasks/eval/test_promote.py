@@ -86,3 +86,27 @@ def test_a_registry_error_fails_promotion_and_leaves_the_champion(tiny_recipe, t
     assert str(client.get_model_version_by_alias(name, "champion").version) == v1
     assert "promotion" not in client.get_model_version(name, v2).tags
     assert current_champion("never-registered") is None
+
+
+def test_a_first_champion_must_clear_the_floor_and_beat_the_base(tiny_recipe, tiny_model_dir):
+    from tasks.eval.promote import first_champion_refusal
+
+    assert "does not beat the base model's 0.0000" in first_champion_refusal(tiny_recipe, 0.0, 0.0)  # the default
+    assert first_champion_refusal(tiny_recipe, 0.1, 0.0) is None
+    assert "not evaluated" in first_champion_refusal(tiny_recipe, 0.5, None)  # fails closed
+    floor = tiny_recipe.model_copy(deep=True)
+    floor.evaluation.first_champion.min_value, floor.evaluation.first_champion.beat_base_by = 0.3, None
+    assert "below evaluation.first_champion.min_value 0.3" in first_champion_refusal(floor, 0.2, None)
+    assert first_champion_refusal(floor, 0.3, None) is None
+
+    configure_tracking(tiny_recipe.tracking)
+    name = "first-champion-test"
+    with mlflow.start_run():
+        v1, v2 = (register_model(tiny_model_dir, name) for _ in range(2))
+        refused = promote_if_better(name, v1, METRIC, 0.0, margin=0.0, first_refusal=first_champion_refusal(
+            tiny_recipe, 0.0, 0.0))
+        accepted = promote_if_better(name, v2, METRIC, 0.2, margin=0.0, first_refusal=None)
+    assert not refused["promoted"] and refused["champion_after"] is None
+    assert refused["reason"].startswith("no champion yet, but heldout/pass_at_1 0.0000 does not beat the base")
+    assert MlflowClient().get_model_version(name, v1).tags["promotion"] == "challenger"
+    assert accepted["promoted"] and str(current_champion(name).version) == v2

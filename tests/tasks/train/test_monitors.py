@@ -85,3 +85,9 @@ def test_plots_one_png_per_panel_even_when_a_metric_is_missing(tmp_path):
     assert set(series(history, ["rewards/"])) == {"rewards/math_answer_reward/mean", "rewards/format_reward/mean"}
     paths = plot_training_curves(history, tmp_path)
     assert [p.stem for p in paths] == list(PANELS) and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_advice_names_the_stage_field_to_change():
+    trips = HealthMonitor(_monitors(patience=1), stage_path="grpo.stages.1").check({"completions/clipped_ratio": 0.9}, 3)
+    assert "grpo.stages.1.max_completion_length" in trips[0].message
+    assert "trainer.max_completion_length" not in trips[0].message

@@ -24,3 +24,20 @@ def test_join_by_id_and_missing_ids_are_an_error():
     assert rows[0]["answer"] == "3"
     with pytest.raises(ValueError, match="no dataset row"):
         join_completions([{"id": "x", "completion": GOOD}], [{"id": "1", "answer": "3"}])
+
+
+def test_report_names_each_row_the_reason_for_its_score_and_the_stage_total():
+    from tasks.recipe import GRPOStage
+
+    rows = [{"answer": "3", "completion": GOOD},                               # right
+            {"answer": "3", "completion": "<think>\nhm\n</think>\n<answer>4</answer>"},   # wrong
+            {"answer": "3", "completion": "I think it is three."}]             # no answer found
+    report = verify_completions(rows, [build_reward("math_answer_reward"), build_reward("format_reward")])
+    math = report["math_answer_reward"]
+    assert math["reasons"] == {"right answer": 1, "wrong answer": 1, "no answer found": 1}
+    stage = GRPOStage(name="s1")  # math_answer_reward x1 + format_reward x0.2
+    text = format_report(report, [stage])
+    assert "id=line 1 (right answer '3')" in text and "id=line 2 (wrong answer '4')" in text
+    assert "id=line 3 (no answer found)" in text and "id=None" not in text
+    # per row: 1 + 0.2, 0 + 0.2, 0 + 0 -> mean 0.4667
+    assert "stage s1: weighted total 0.4667 (mean over rows of 1×math_answer_reward + 0.2×format_reward)" in text
