@@ -90,7 +90,10 @@ def test_a_registry_error_fails_promotion_and_leaves_the_champion(tiny_recipe, t
 
 def test_a_first_champion_must_clear_the_floor_and_beat_the_base(tiny_recipe, tiny_model_dir):
     from tasks.eval.promote import first_champion_refusal
+    from tasks.recipe.evaluation import FirstChampion
 
+    tiny_recipe = tiny_recipe.model_copy(deep=True)
+    tiny_recipe.evaluation.first_champion = FirstChampion()  # the default floor (configs/tiny.yaml turns it off)
     assert "does not beat the base model's 0.0000" in first_champion_refusal(tiny_recipe, 0.0, 0.0)  # the default
     assert first_champion_refusal(tiny_recipe, 0.1, 0.0) is None
     assert "not evaluated" in first_champion_refusal(tiny_recipe, 0.5, None)  # fails closed
