@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 

@@ -27,8 +27,8 @@ from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_i
 from tasks.locking import file_lock, try_lock
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
-from tasks.run_notes import tag_experiment_kind
 from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
+from tasks.run_notes import tag_experiment_kind
 
 log = logging.getLogger(__name__)
 
