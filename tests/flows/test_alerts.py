@@ -17,7 +17,8 @@ def test_the_recipe_block_gets_one_automation_listening_for_warning_events(prefe
     recipe.tracking.warnings_notify = "slack-webhook/rlvr-test-alerts"
     with pytest.raises(RecipeError, match="no Prefect block 'slack-webhook/rlvr-test-alerts'"):
         ensure_warnings_automation(recipe)
-    block_id = SlackWebhook(url="http://127.0.0.1:9/hook").save("rlvr-test-alerts", overwrite=True)
+    block_id = SlackWebhook(url="https://hooks.slack.com/services/T0/B0/x").save(
+        "rlvr-test-alerts", overwrite=True)
     first = ensure_warnings_automation(recipe)
     assert ensure_warnings_automation(recipe) == first  # updated in place, not duplicated
     with get_client(sync_client=True) as client:
