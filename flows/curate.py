@@ -5,11 +5,10 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows.progress import progress_hook
-from flows.reporting import post_stage_artifact, post_table, prefect_tags, run_namer
+from flows.reporting import flow_recipe, post_stage_artifact, post_table, prefect_tags, run_namer
 from tasks.data.curate import curate, data_key, log_splits
 from tasks.data.decontaminate import benchmark_sources
 from tasks.recipe import Recipe
-from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, run_stage
 
 
@@ -46,7 +45,7 @@ def curate_flow(recipe: Recipe | None = None, parent_run_id: str | None = None, 
         base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
         overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
     """
-    recipe = form_recipe(recipe, base, overrides)[0]
+    recipe = flow_recipe(recipe, base, overrides)
     configure_tracking(recipe.tracking)
     out = curate_data(recipe, parent_run_id)
     post_stage_artifact(recipe.name, out, "Curated splits; every rejected row is in `quarantine.jsonl` with a reason.")

@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
-from flows.reporting import artifact_key, post_table, prefect_tags, run_namer
+from flows.reporting import artifact_key, flow_recipe, post_table, prefect_tags, run_namer
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
 from tasks.eval.evaluate import (
@@ -31,7 +31,6 @@ from tasks.eval.evaluate import (
 from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.layout import split_file
 from tasks.recipe import Recipe
-from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
 
 
@@ -88,7 +87,7 @@ def evaluate_flow(recipe: Recipe | None = None, checkpoints: list[str] | None = 
         base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
         overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
     """
-    recipe = form_recipe(recipe, base, overrides)[0]
+    recipe = flow_recipe(recipe, base, overrides)
     cfg = recipe.evaluation
     configure_tracking(recipe.tracking)
     refs = [f"models:/{recipe.tracking.registered_model}@champion"] if checkpoints is None else checkpoints

@@ -9,12 +9,11 @@ from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
 from flows.progress import training_progress
-from flows.reporting import post_stage_artifact, post_table, prefect_tags, run_namer
+from flows.reporting import flow_recipe, post_stage_artifact, post_table, prefect_tags, run_namer
 from flows.sft import sft_flow
 from tasks.eval.evaluate import resolve_checkpoint
 from tasks.layout import PLOTS_DIR, split_file
 from tasks.recipe import GRPOStage, Recipe
-from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.difficulty import difficulty_key, filter_stage_rows
 from tasks.train.grpo import grpo_key, run_grpo_stage
@@ -60,7 +59,7 @@ def grpo_flow(recipe: Recipe | None = None, data: str | None = None, init: str |
         base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
         overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
     """
-    recipe = form_recipe(recipe, base, overrides)[0]
+    recipe = flow_recipe(recipe, base, overrides)
     configure_tracking(recipe.tracking)
     data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
     start = resolve_checkpoint(init, recipe) if init else sft_flow(recipe, data_out.path, parent_run_id)[-1]

@@ -13,20 +13,18 @@ from flows.alerts import emit_warnings_event, ensure_warnings_automation
 from flows.curate import curate_flow
 from flows.evaluate import check_benchmarks_ready, evaluate_flow
 from flows.grpo import grpo_flow
-from flows.reporting import artifact_key, prefect_tags, run_namer
+from flows.reporting import artifact_key, flow_recipe, prefect_tags, run_namer
 from flows.sft import sft_flow
 from tasks.eval.evaluate import suite_key
 from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_stage
 from tasks.eval.report import headline_metrics
 from tasks.lineage import flush_into_run
 from tasks.recipe import Recipe
-from tasks.recipe_form import form_recipe
 from tasks.run_notes import (
     WARNINGS_TAG,
     failure_line,
     note_failure,
     pipeline_run_name,
-    source_tags,
     stage_warnings,
     warnings_line,
     warnings_markdown,
@@ -82,12 +80,12 @@ def pipeline_flow(recipe: Recipe | None = None, base: str = "default", overrides
     """
     pid = None
     try:
-        recipe, source = form_recipe(recipe, base, overrides)
+        recipe = flow_recipe(recipe, base, overrides)
         configure_tracking(recipe.tracking)
         ensure_warnings_automation(recipe)  # a missing notification block fails before compute
         with (run_liveness(recipe.tracking) as alive,  # held until after the run ends
               mlflow.start_run(run_name=flow_run.name or pipeline_run_name(recipe),
-                               tags={**prefect_tags(), "stage": "pipeline", **source_tags(source), **alive}) as run):
+                               tags={**prefect_tags(), "stage": "pipeline", **alive}) as run):
             pid = run.info.run_id  # an exception leaves this run (and the failing stage's child run) FAILED
             return _pipeline_steps(recipe, pid)
     except Exception as e:

@@ -12,15 +12,23 @@ from prefect.runtime import flow_run
 
 from tasks.recipe import Recipe
 from tasks.recipe_checks import apply_overrides
-from tasks.recipe_form import base_recipe_file
-from tasks.run_notes import pipeline_run_name
+from tasks.recipe_form import base_recipe_file, form_recipe
+from tasks.run_notes import pipeline_run_name, run_source_tags, set_run_source
 from tasks.tracking import StageOutput, ui_link
 
 
 def prefect_tags() -> dict[str, str]:
-    """Tags that tie an MLflow run to the Prefect flow run that made it."""
+    """Tags that tie an MLflow run to the Prefect flow run that made it, and to its source (the
+    recipe file, its overrides and the git commit)."""
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or "")}
-    return {k: v for k, v in tags.items() if v}
+    return {**{k: v for k, v in tags.items() if v}, **run_source_tags()}
+
+
+def flow_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -> Recipe:
+    """A flow's recipe from its parameters (tasks.recipe_form), its source recorded for its MLflow runs."""
+    recipe, source = form_recipe(recipe, base, overrides)
+    set_run_source(source, overrides, outermost=flow_run.parent_flow_run_id is None)
+    return recipe
 
 
 def artifact_key(*parts: str) -> str:

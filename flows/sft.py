@@ -6,10 +6,9 @@ from prefect import flow, get_run_logger, task
 
 from flows.curate import curate_flow
 from flows.progress import training_progress
-from flows.reporting import post_stage_artifact, prefect_tags, run_namer
+from flows.reporting import flow_recipe, post_stage_artifact, prefect_tags, run_namer
 from tasks.layout import split_file
 from tasks.recipe import Recipe
-from tasks.recipe_form import form_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
 from tasks.train.sft import base_key, base_model_inputs, prepare_base_model, run_sft, sft_key
 
@@ -42,7 +41,7 @@ def sft_flow(recipe: Recipe | None = None, data: str | None = None, parent_run_i
         base: A recipe of configs/ (`tiny`, `default`, ...) or a path to a recipe YAML.
         overrides: `key.path=value` settings applied to the recipe, as `rlvr run --set` takes them.
     """
-    recipe = form_recipe(recipe, base, overrides)[0]
+    recipe = flow_recipe(recipe, base, overrides)
     configure_tracking(recipe.tracking)
     data_out = resolve_output(data) if data else curate_flow(recipe, parent_run_id)
     base = prepare_base(recipe, data_out, parent_run_id)

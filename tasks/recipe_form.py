@@ -2,7 +2,7 @@
 configs/ or a path) plus `key.path=value` overrides, as `rlvr run BASE --set ...` takes them;
 or the full typed recipe, which the overrides then adjust.
 
-    recipe, source = form_recipe(None, "tiny", ["name=tiny-ui", "grpo.stages.0.max_steps=4"])
+    recipe, source = form_recipe(None, "tiny", ["name=tiny-ui", "grpo.stages.0.max_steps=4"])  # configs/tiny.yaml
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def base_recipe_file(base: str) -> Path:
 
 
 def form_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -> tuple[Recipe, str]:
-    """The recipe to run and its source (what MLflow records as the run's source): `recipe` with
-    the overrides applied when one is given (its source is then `base` as given, e.g. the file
-    `rlvr run` read), else the base recipe file with the overrides. Every check of `rlvr validate`
+    """The recipe to run and its source file (what MLflow records as the run's source): `recipe`
+    with the overrides applied when one is given (its source is then `base` as given, e.g. the
+    file `rlvr run` read), else the base recipe file with the overrides. Every check of `rlvr validate`
     runs, so a bad key fails here, before compute, naming the key."""
     overrides = list(overrides or [])
     if recipe is not None:
@@ -37,4 +37,4 @@ def form_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -
         return recipe, base
     path = base_recipe_file(base)
     source = str(path.relative_to(CONFIGS.parent)) if path.is_relative_to(CONFIGS.parent) else str(path)
-    return load_recipe(path, overrides), source + "".join(f" --set {o}" for o in overrides)
+    return load_recipe(path, overrides), source

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from contextvars import ContextVar
 from pathlib import Path
 
 from tasks.recipe import Recipe
@@ -59,20 +60,37 @@ def git_commit(repo: Path = REPO) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def source_tags(source: str | None) -> dict[str, str]:
-    """MLflow's source tags: the recipe file (instead of Prefect's engine.py) and the git commit."""
+def source_tags(source: str | None, overrides: list[str] | None = None) -> dict[str, str]:
+    """MLflow's source tags: the recipe file (instead of Prefect's engine.py, shown as its file
+    name), the overrides given with it, and the git commit."""
     tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": source or "recipe given as a parameter"}
+    if overrides:
+        tags["recipe.overrides"] = " ".join(overrides)[:5000]
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
         tags["git.dirty"] = str(commit.endswith("+dirty")).lower()
     return tags
 
 
+#: The source tags of the flow run in progress: its stage runs carry them too.
+_RUN_SOURCE: ContextVar[dict[str, str] | None] = ContextVar("rlvr_run_source", default=None)
+
+
+def set_run_source(source: str | None, overrides: list[str] | None, outermost: bool) -> None:
+    """Record the run's source where the outermost flow starts (a subflow keeps its parent's)."""
+    if outermost or _RUN_SOURCE.get() is None:
+        _RUN_SOURCE.set(source_tags(source, overrides))
+
+
+def run_source_tags() -> dict[str, str]:
+    return _RUN_SOURCE.get() or {}
+
+
 def failure_line(exc: BaseException, stage: str | None = None) -> str:
     """The cause of a failure in one line: the failing stage, the exception type and the first
     line of its message (the traceback stays in the logs)."""
     first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    where = f"stage {stage} failed: " if stage else "failed: "
+    where = f"stage {stage} failed: " if stage else ""
     return (f"{where}{type(exc).__name__}" + (f": {first}" if first else ""))[:400]
 
 
@@ -95,8 +113,8 @@ def note_failure(parent_run_id: str, exc: BaseException) -> str:
     line = failure_line(exc, failed_stage(parent_run_id))
     client = MlflowClient()
     client.set_tag(parent_run_id, ERROR_TAG, line)
-    client.set_tag(parent_run_id, NOTE_TAG, f"**Failed.** {line}")
-    exc.add_note(f"pipeline {line}")
+    client.set_tag(parent_run_id, NOTE_TAG, f"**Failed:** {line}")
+    exc.add_note(f"pipeline failed: {line}")
     return line
 
 

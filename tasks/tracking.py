@@ -338,7 +338,8 @@ def ui_link(run_id: str | None) -> str:
     uri = mlflow.get_tracking_uri()  # a tracking server is its own UI
     base = os.environ.get("RLVR_MLFLOW_UI") or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")
     exp = mlflow.get_run(run_id).info.experiment_id
-    return f"{base}/#/experiments/{exp}/runs/{run_id}"
+    # MLflow 3's UI starts in its GenAI layout unless the link asks for model training
+    return f"{base}/#/experiments/{exp}/runs/{run_id}?workflowType=machine_learning"
 
 
 def stage_run_id() -> str | None:

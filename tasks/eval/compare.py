@@ -131,4 +131,5 @@ def compare_url(experiment_id: str, run_ids: list[str]) -> str:
     def as_list(ids):
         return quote("[" + ",".join(f'"{i}"' for i in ids) + "]")
 
-    return f"{ui_base}/#/compare-runs?runs={as_list(run_ids)}&experiments={as_list([experiment_id])}"
+    return (f"{ui_base}/#/compare-runs?runs={as_list(run_ids)}&experiments={as_list([experiment_id])}"
+            "&workflowType=machine_learning")

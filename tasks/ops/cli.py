@@ -95,11 +95,6 @@ def _stage_verbs(sub) -> None:
                                 "models:/NAME@ALIAS|/VERSION (default: the registered champion)")
 
 
-def recipe_source(args) -> str:
-    """What the runs record as their source: the recipe file and the overrides given with it."""
-    return " ".join([args.recipe, *(f"--set {o}" for o in args.overrides)])
-
-
 def _run_stage(recipe, args) -> int:
     """One stage flow; unchanged upstream stages come from the cache (content-addressed)."""
     from flows.curate import curate_flow
@@ -107,7 +102,7 @@ def _run_stage(recipe, args) -> int:
     from flows.grpo import grpo_flow
     from flows.sft import sft_flow
 
-    source = {"base": recipe_source(args)}
+    source = {"base": args.recipe, "overrides": args.overrides}  # recorded as the runs' source
     out = {"curate": lambda: curate_flow(recipe, **source), "sft": lambda: sft_flow(recipe, args.data, **source),
            "grpo": lambda: grpo_flow(recipe, args.data, args.init, **source),
            "evaluate": lambda: evaluate_flow(recipe, args.checkpoints, args.data, **source)}[args.command]()
@@ -209,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_stage(recipe, args)
     from flows.pipeline import pipeline_flow
 
-    summary = pipeline_flow(recipe, base=recipe_source(args))
+    summary = pipeline_flow(recipe, base=args.recipe, overrides=args.overrides)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -187,17 +187,14 @@ def test_pipeline_runs_from_the_short_form(stack, page):
     page.get_by_text(re.compile("settings applied to the recipe")).first.wait_for()  # overrides' help text
     shot(page, "02-short-form")
 
-    # The form's JSON view: the base recipe and the overrides, nothing else (the typed recipe stays empty).
-    page.locator("button.p-button--outline").first.click()
-    page.get_by_text("Use JSON input").click()
-    params = {"base": "configs/tiny.yaml", "overrides": [f"tracking.runs_dir={stack['runs']}", *SHORT_FORM],
-              "recipe": None}
-    editor = page.locator("textarea.p-code-input__textarea")
-    text = json.dumps(params, indent=2)
-    editor.fill(text)
-    page.wait_for_function("t => document.querySelector('textarea.p-code-input__textarea').value === t", arg=text)
-    editor.press("Control+Home")
-    shot(page, "03-short-form-json")
+    # The short form's own fields: the base stays, each override is one more item of the list.
+    base = page.locator("textarea").first
+    base.fill("tiny")
+    for value in SHORT_FORM:
+        page.get_by_role("button", name="Add item").click()
+        page.locator("textarea").last.fill(value)
+    page.locator("textarea").last.press("Tab")
+    shot(page, "03-short-form-filled")
     before = {r.id for r in _pipeline_runs(stack, "tiny-ui")}
     submit = page.get_by_role("button", name="Submit")
     expect(submit).to_be_enabled()
@@ -259,6 +256,10 @@ def _parent(stack, recipe_name: str):
     return client, exp, found[0]
 
 
+#: MLflow 3's UI layout for model training (it starts in its GenAI layout; the pipeline's links ask for this).
+ML = "?workflowType=machine_learning"
+
+
 def _close_assistant(page) -> None:
     close = page.get_by_role("button", name="Close")
     with contextlib.suppress(Exception):
@@ -273,7 +274,7 @@ def test_mlflow_opens_the_training_view_with_readable_names_and_sources(stack, p
     assert exp.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
     tags = parent.data.tags
     assert parent.info.run_name.startswith("tiny-ui seed 0 ")
-    assert tags["mlflow.source.name"].startswith("configs/tiny.yaml --set tracking.runs_dir=")
+    assert tags["mlflow.source.name"] == "configs/tiny.yaml" and "name=tiny-ui" in tags["recipe.overrides"]
     assert len(tags["mlflow.source.git.commit"]) == 40
     result = Path(client.download_artifacts(tags["stage_run.grpo-stage-1"], "result.json"))
     trips = read_trips(json.loads(result.read_text())["path"])
@@ -284,20 +285,22 @@ def test_mlflow_opens_the_training_view_with_readable_names_and_sources(stack, p
     children = {r.info.run_name: r.info for r in client.search_runs(
         [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
     assert {"data", "base", "sft", "grpo-stage-1", "eval-grpo-stage-1"} <= set(children)
+    assert client.get_run(children["sft"].run_id).data.tags["mlflow.source.name"] == "configs/tiny.yaml"
 
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs{ML}")
     _close_assistant(page)
     name_cell = page.locator("[role=gridcell]", has_text=parent.info.run_name).first
     name_cell.locator("button").first.click()  # expand the parent: its child runs appear beneath it
     page.get_by_text("eval-grpo-stage-1").first.wait_for()
     shot(page, "09-mlflow-training-view-parent-and-children")
 
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}{ML}")
+    _close_assistant(page)
     page.get_by_text("grpo-stage-1/heldout/pass_at_1").first.wait_for()
     shot(page, "10-mlflow-parent-overview")
 
     grpo = children["grpo-stage-1"].run_id
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{grpo}")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{grpo}{ML}")
     page.get_by_placeholder("Search metrics").fill("reward")  # TRL's reward metrics, streamed while training
     metric = page.get_by_text("rewards/math_answer_reward/mean").first
     metric.wait_for()
@@ -321,14 +324,16 @@ def test_a_failed_run_says_why_and_compares_with_blanks(stack, page):
     assert state.name == "Failed", state.message
     mlflow_client, exp, parent = _parent(stack, "tiny-broken")
     line = parent.data.tags["error"]
-    assert line.startswith("failed: ValueError: the curated rows do not fit the GRPO rewards") and "\n" not in line
+    assert line.startswith("ValueError: the curated rows do not fit the GRPO rewards") and "\n" not in line
     assert parent.info.status == "FAILED" and parent.data.tags["mlflow.note.content"].endswith(line)
     assert state.message.splitlines()[-1] == line  # the last line of the Prefect flow run's message
     page.goto(f"{stack['prefect']}/runs/flow-run/{broken.id}")
     page.get_by_text("Failed").first.wait_for()
+    page.get_by_text("Details", exact=True).click()  # the state message, its last line the cause
     page.get_by_text(line[:60]).first.wait_for()
     shot(page, "12-prefect-failed-run-says-why")
-    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+    page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}{ML}")
+    _close_assistant(page)
     page.get_by_text(line[:60]).first.wait_for()  # the run's description
     shot(page, "13-mlflow-failed-parent-says-why")
 

@@ -23,15 +23,15 @@ def test_pipeline_runs_of_one_recipe_get_names_that_tell_them_apart(tiny_recipe)
 
 
 def test_source_is_the_recipe_file_and_the_git_commit():
-    tags = source_tags("configs/tiny.yaml --set name=x")
-    assert tags["mlflow.source.name"] == "configs/tiny.yaml --set name=x"
+    tags = source_tags("configs/tiny.yaml", ["name=x", "seed=2"])
+    assert tags["mlflow.source.name"] == "configs/tiny.yaml" and tags["recipe.overrides"] == "name=x seed=2"
     assert len(tags["mlflow.source.git.commit"]) == 40  # the tests run from a git checkout
 
 
 def test_a_failure_is_one_line_naming_the_stage():
     err = RuntimeError("training worker exited with code 1\nTraceback (most recent call last):\n  ...")
     assert failure_line(err, "sft") == "stage sft failed: RuntimeError: training worker exited with code 1"
-    assert failure_line(KeyError()) == "failed: KeyError"
+    assert failure_line(KeyError()) == "KeyError"
 
 
 def test_experiment_is_tagged_for_mlflows_training_view_and_a_failed_parent_says_why(tiny_recipe):
@@ -51,7 +51,7 @@ def test_experiment_is_tagged_for_mlflows_training_view_and_a_failed_parent_says
     line = note_failure(parent.info.run_id, err)
     tags = client.get_run(parent.info.run_id).data.tags
     assert line == tags["error"] == "stage grpo-stage-1 failed: ValueError: bad rows"
-    assert tags["mlflow.note.content"].endswith(line) and err.__notes__ == [f"pipeline {line}"]
+    assert tags["mlflow.note.content"].endswith(line) and err.__notes__ == [f"pipeline failed: {line}"]
 
 
 def test_warnings_are_summarised_per_stage():
