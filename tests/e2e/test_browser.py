@@ -330,6 +330,7 @@ def test_a_failed_run_says_why_and_compares_with_blanks(stack, page):
     page.goto(f"{stack['prefect']}/runs/flow-run/{broken.id}")
     page.get_by_text("Failed").first.wait_for()
     page.get_by_text("Details", exact=True).click()  # the state message, its last line the cause
+    page.get_by_text("See More").first.click()
     page.get_by_text(line[:60]).first.wait_for()
     shot(page, "12-prefect-failed-run-says-why")
     page.goto(f"{stack['mlflow']}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}{ML}")
