@@ -14,7 +14,7 @@ from prefect.exceptions import MissingResult
 
 from flows.evaluate import evaluate_flow
 from tasks.recipe import Recipe
-from tasks.recipe_form import form_recipe
+from tasks.recipe_checks import form_recipe
 from tasks.tracking import StageOutput
 
 

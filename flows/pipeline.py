@@ -19,8 +19,7 @@ from tasks.eval.evaluate import suite_key
 from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_stage
 from tasks.eval.report import headline_metrics
 from tasks.lineage import flush_into_run
-from tasks.recipe import Recipe
-from tasks.run_notes import (
+from tasks.ops.run_notes import (
     WARNINGS_TAG,
     failure_line,
     note_failure,
@@ -29,6 +28,7 @@ from tasks.run_notes import (
     warnings_line,
     warnings_markdown,
 )
+from tasks.recipe import Recipe
 from tasks.tracking import StageOutput, configure_tracking, flatten, run_liveness, ui_link
 from tasks.train.grpo import check_stage_rewards
 

@@ -10,10 +10,9 @@ import yaml
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from tasks.ops.run_notes import pipeline_run_name, run_source_tags, set_run_source
 from tasks.recipe import Recipe
-from tasks.recipe_checks import apply_overrides
-from tasks.recipe_form import base_recipe_file, form_recipe
-from tasks.run_notes import pipeline_run_name, run_source_tags, set_run_source
+from tasks.recipe_checks import apply_overrides, base_recipe_file, form_recipe
 from tasks.tracking import StageOutput, ui_link
 
 
@@ -25,7 +24,7 @@ def prefect_tags() -> dict[str, str]:
 
 
 def flow_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -> Recipe:
-    """A flow's recipe from its parameters (tasks.recipe_form), its source recorded for its MLflow runs."""
+    """A flow's recipe from its parameters (tasks.recipe_checks.form_recipe), its source recorded for its MLflow runs."""
     recipe, source = form_recipe(recipe, base, overrides)
     set_run_source(source, overrides, outermost=flow_run.parent_flow_run_id is None)
     return recipe

@@ -2,6 +2,7 @@
 checks that need other modules (TRL config fields, verifiers, benchmarks, launchers, files).
 
     recipe = load_recipe("configs/default.yaml", overrides=["grpo.stages.0.learning_rate=1e-5"])
+    recipe, source = form_recipe(None, "tiny", ["name=tiny-ui"])   # Prefect's short form; source configs/tiny.yaml
 
 `load_recipe` turns pydantic's errors into one message per problem that names the key path, the
 bad value and what is allowed (the closest valid key for a typo), and checks every `trainer:`
@@ -204,3 +205,35 @@ def _read_yaml(path: str | Path) -> dict:
 def load_recipe(path: str | Path, overrides: list[str] | None = None, allow_missing: bool = False) -> Recipe:
     """Read, override and validate a recipe YAML; nothing is written or computed."""
     return validate_recipe(apply_overrides(_read_yaml(path), overrides or []), allow_missing)
+
+
+# ---------------------------------------------------------------- Prefect's short form
+# A flow run's recipe: a base recipe (a name from configs/ or a path) plus `key.path=value`
+# overrides, as `rlvr run BASE --set ...` takes them; or the full typed recipe, which the
+# overrides then adjust.
+CONFIGS = DEFAULT_RECIPE_FILE.parent
+
+
+def base_recipe_file(base: str) -> Path:
+    """`tiny`, `tiny.yaml`, `configs/tiny.yaml` or any path to a recipe YAML."""
+    for candidate in (Path(base), CONFIGS / base, CONFIGS / f"{base}.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    raise RecipeError(f"base recipe {base!r}: no such file, nor a recipe of configs/ ({', '.join(names)})")
+
+
+def form_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -> tuple[Recipe, str]:
+    """The recipe to run and its source file (what MLflow records as the run's source): `recipe`
+    with the overrides applied when one is given (its source is then `base` as given, e.g. the
+    file `rlvr run` read), else the base recipe file with the overrides. Every check of `rlvr validate`
+    runs, so a bad key fails here, before compute, naming the key."""
+    overrides = list(overrides or [])
+    if recipe is not None:
+        if overrides:
+            recipe = validate_recipe(apply_overrides(recipe.model_dump(mode="json", context={"secrets": True}),
+                                                     overrides))
+        return recipe, base
+    path = base_recipe_file(base)
+    source = str(path.relative_to(CONFIGS.parent)) if path.is_relative_to(CONFIGS.parent) else str(path)
+    return load_recipe(path, overrides), source

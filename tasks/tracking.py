@@ -25,10 +25,10 @@ from pydantic import BaseModel, Field
 from tasks.layout import RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
 from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_inputs, log_scores
 from tasks.locking import file_lock, try_lock
+from tasks.ops.run_notes import tag_experiment_kind
 from tasks.recipe import Recipe, TrackingSection
 from tasks.redact import redact
 from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
-from tasks.run_notes import tag_experiment_kind
 
 log = logging.getLogger(__name__)
 

@@ -267,7 +267,7 @@ def _close_assistant(page) -> None:
 
 
 def test_mlflow_opens_the_training_view_with_readable_names_and_sources(stack, page):
-    from tasks.run_notes import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, WARNINGS_TAG
+    from tasks.ops.run_notes import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, WARNINGS_TAG
     from tasks.train.monitors import read_trips
 
     client, exp, parent = _parent(stack, "tiny-ui")

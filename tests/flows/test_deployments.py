@@ -213,8 +213,7 @@ def test_every_flow_defaults_to_the_embedded_default_recipe(spec):
 
     from prefect.utilities.callables import parameter_schema
 
-    from tasks.recipe_checks import load_recipe
-    from tasks.recipe_form import form_recipe
+    from tasks.recipe_checks import form_recipe, load_recipe
 
     flows = {_flow(d["entrypoint"]) for d in spec["deployments"]}
     with_recipe = [f for f in flows if "recipe" in inspect.signature(f.fn).parameters]

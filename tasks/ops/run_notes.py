@@ -9,15 +9,17 @@ of a failure and the health warnings its stages raised.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
 from contextvars import ContextVar
 from pathlib import Path
 
+from tasks.layout import TRIPS_FILE
 from tasks.recipe import Recipe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: MLflow 3 picks an experiment's page layout from this tag: without it a new experiment with
 #: traces opens as a generative-AI app (traces, "Agent versions"); this one is model training.
@@ -119,10 +121,10 @@ def note_failure(parent_run_id: str, exc: BaseException) -> str:
 
 
 def stage_warnings(outputs) -> dict[str, list[dict]]:
-    """Stage -> the monitor trips its training recorded (reused stages included)."""
-    from tasks.train.monitors import read_trips
-
-    return {o.stage: trips for o in outputs if (trips := read_trips(o.path))}
+    """Stage -> the monitor trips its training recorded in its directory (reused stages included)."""
+    trips = {o.stage: Path(o.path) / TRIPS_FILE for o in outputs}
+    return {stage: json.loads(path.read_text()) for stage, path in trips.items() if path.is_file()
+            and json.loads(path.read_text())}
 
 
 def warnings_line(warnings: dict[str, list[dict]]) -> str:

@@ -3,7 +3,7 @@
 import mlflow
 from mlflow import MlflowClient
 
-from tasks.run_notes import (
+from tasks.ops.run_notes import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
     failure_line,
