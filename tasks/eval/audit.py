@@ -50,12 +50,12 @@ class EvaluationAudit:
         q_col, a_col = bench.columns.get("question", "question"), bench.columns.get("answer", "answer")
         tally = self.tallies.setdefault(name, AuditTally(max_examples=self.settings.examples))
         seen: set = set()
-        for docs in samples.values():
-            for s in docs:
+        for key, docs in samples.items():
+            for s in docs:  # one entry per document and filter: audit each document once
                 doc = s.get("doc") or {}
-                if s["doc_id"] in seen or not (None in fams or doc.get("family") in fams):
+                if (key, s["doc_id"]) in seen or not (None in fams or doc.get("family") in fams):
                     continue
-                seen.add(s["doc_id"])
+                seen.add((key, s["doc_id"]))
                 self._audit_doc(reward, tally, {**doc, "question": doc.get(q_col), "answer": doc.get(a_col)},
                                 _flat(s.get("resps")))
 
