@@ -23,12 +23,6 @@ from tasks.verifiers.audit_judge import build_judge
 from tasks.verifiers.rows import repeat_columns, reward_columns
 
 
-def _flat(x) -> list[str]:
-    if isinstance(x, (list, tuple)):
-        return [y for item in x for y in _flat(item)]
-    return [x if isinstance(x, str) else str(x)]
-
-
 class EvaluationAudit:
     """One evaluation's audit: a tally per verifier-scored benchmark."""
 
@@ -40,6 +34,8 @@ class EvaluationAudit:
 
     def add_benchmark(self, name: str, samples: dict[str, list[dict]]) -> None:
         """Audit one benchmark's lm-eval samples (`res["samples"]`)."""
+        from tasks.eval.evaluate import _flat  # evaluate imports this module
+
         bench = next((b for b in self.cfg.benchmarks if b.name == name), None)
         if not self.settings.enabled or bench is None or not bench.scored_by_verifier:
             return

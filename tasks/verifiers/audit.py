@@ -138,7 +138,7 @@ def _points_equal(p: str, g: str) -> bool | None:
     if pp is None or gp is None or pp[1] != gp[1] or "box" in (pp[0][0], gp[0][0]):
         return None
     names, rng = sorted(gp[1]), random.Random(0)
-    for j in range(POINTS if names else 1):
+    for _ in range(POINTS if names else 1):
         env = {v: Fraction(rng.randint(-97, 97) or 1, rng.randint(1, 13)) for v in names}
         try:
             a, b = eval_node(pp[0], env), eval_node(gp[0], env)
