@@ -68,7 +68,7 @@ class StageAudit:
             self.tally.add(items, skipped, time.perf_counter() - t0)
         if not pay:
             return scores
-        paid = {i for i, it in zip(negatives or [], items) if it.verdict == 0 and it.audit}
+        paid = {it.index for it in items if it.verdict == 0 and it.audit}
         out = [1.0 if i in paid else s for i, s in enumerate(scores)]
         given = [s for s in scores if s is not None]
         log_metric(kwargs, "audit/verifier_reward", sum(given) / max(len(given), 1))

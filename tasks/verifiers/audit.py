@@ -222,6 +222,7 @@ class AuditItem:
     completion: str
     question: str = ""
     judge: bool | None = None
+    index: int = -1  # position in the batch
 
     @property
     def disagrees(self) -> bool:
@@ -256,8 +257,12 @@ def audit_batch(reward, texts: list[str], scores: list, prompts: list | None, co
     families = column(columns, "family", n)
     ok = [i for i in range(n) if (None in fams or families[i] in fams) and scores[i] in (0.0, 1.0)]
     zeros, ones = [i for i in ok if scores[i] == 0.0], [i for i in ok if scores[i] == 1.0]
-    chosen = (negatives if negatives is not None else _pick(zeros, sample_rate, max_per_batch, rng)) \
-        + _pick(ones, sample_rate, max_per_batch, rng)
+    if negatives is not None:  # these 0s in full (the recheck reward), only where the verifier is audited
+        wanted = set(negatives)
+        zeros = [i for i in zeros if i in wanted]
+    else:
+        zeros = _pick(zeros, sample_rate, max_per_batch, rng)
+    chosen = zeros + _pick(ones, sample_rate, max_per_batch, rng)
     t0, items = time.perf_counter(), []
     for k, i in enumerate(chosen):
         if time.perf_counter() - t0 > max_seconds:
@@ -266,9 +271,9 @@ def audit_batch(reward, texts: list[str], scores: list, prompts: list | None, co
         gold = column(columns, opts.get("answer_column", "answer"), n)[i]
         r = recheck(texts[i], gold, opts)
         item = AuditItem(reward.__name__, int(scores[i]), r.correct, r.form, r.method, " | ".join(r.answers)[:300],
-                         str(gold)[:300], texts[i][-2000:], prompt_text(prompts[i])[-500:] if prompts else "")
+                         str(gold)[:300], texts[i][-2000:], prompt_text(prompts[i])[-500:] if prompts else "", index=i)
         if r.correct is not None and bool(r.correct) != bool(scores[i]) and \
-                _math_verify_contradicts(r, gold, item):
+                _math_verify_contradicts(r, gold):
             item.audit, item.method = None, item.method + "+math_verify_contradicts"
         if judge is not None and (item.audit is None or item.disagrees):
             item.judge = judge.judge(item.question, item.gold, item.answer or item.completion[-500:])
@@ -278,7 +283,7 @@ def audit_batch(reward, texts: list[str], scores: list, prompts: list | None, co
     return items, 0
 
 
-def _math_verify_contradicts(r: Recheck, gold: Any, item: AuditItem) -> bool:
+def _math_verify_contradicts(r: Recheck, gold: Any) -> bool:
     """A disagreement stands only when math-verify's full path does not say otherwise."""
     if "math_verify" in r.method or r.method in ("no_answer", "empty_or_long"):
         return False
