@@ -78,3 +78,15 @@ def test_finish_writes_the_report_the_flow_posts(tmp_path):
     assert report["summary"]["audit/false_negatives"] == 40 and len(report["disagreements"]) == 40
     text = "\n".join(audit_markdown(report))
     assert "## Verifier audit" in text and "| false negatives | 40.0% |" in text
+
+
+def test_recheck_pays_only_rows_of_an_audited_family():
+    audit = _stage_audit(reward_false_negatives=True, sample_rate=0.0, max_seconds_per_batch=60.0)
+    [mix] = audit.wrap([build_reward("family_reward", {"by_family": {"math": "math_answer_reward",
+                                                                      "countdown": "equation_reward"}})])
+    # a countdown completion whose answer equals the target is still wrong (numbers unused): never re-checked as math
+    texts = ["<think>x</think> The answer is 1,000.", "<think>x</think><answer>10</answer>"]
+    scores = mix(prompts=["q", "q"], completions=texts, answer=["1000", "10"], family=["math", "countdown"],
+                 numbers=[None, [2, 5]], target=[None, 10])
+    assert scores == [1.0, 0.0]
+    assert audit.metrics(step=1)["audit/negatives_checked"] == 1
