@@ -3,7 +3,7 @@ verdicts are re-checked by slower means, what that may cost, and the optional LL
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tasks.recipe.base import Section
 
@@ -17,6 +17,14 @@ class JudgeSettings(Section):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (if any).")
     timeout_s: float = Field(20.0, gt=0, description="Seconds per judge call.")
     max_calls: int = Field(64, ge=0, description="Judge calls per stage or evaluation at most.")
+
+    @model_validator(mode="after")
+    def _model_with_url(self):
+        if self.url and not self.model:
+            raise ValueError("a judge url needs the model name to ask for (judge.model)")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"judge.url must be an http(s) URL of an OpenAI-compatible API, got {self.url!r}")
+        return self
 
 
 class AuditSection(Section):

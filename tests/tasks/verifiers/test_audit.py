@@ -185,3 +185,15 @@ def test_verify_audit_report_names_rates_and_examples():
     text = audit_text(report)
     assert "false negatives: 40.0%" in text and "of 100 checked" in text
     assert "[false_negative] math_answer_reward" in text
+
+
+def test_a_judge_without_a_model_or_with_a_bad_url_is_a_recipe_error():
+    from pydantic import ValidationError
+
+    from tasks.recipe.audit import JudgeSettings
+
+    with pytest.raises(ValidationError, match="judge.model"):
+        JudgeSettings(url="http://127.0.0.1:8000/v1")
+    with pytest.raises(ValidationError, match="http"):
+        JudgeSettings(url="127.0.0.1:8000", model="m")
+    assert JudgeSettings().url is None  # off by default
