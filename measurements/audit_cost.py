@@ -17,6 +17,7 @@ The process lowers its own priority (nice 10): the machine is shared.
 
     python measurements/audit_cost.py                          # configs/default.yaml, 20 steps, 2 repeats
     python measurements/audit_cost.py --steps 10 --repeats 1 --set grpo.stages.0.audit.sample_rate=0.1
+    python measurements/audit_cost.py --data runs/default/stages/data/KEY --init runs/default/stages/sft/KEY
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--sft-steps", type=int, default=200)
+    ap.add_argument("--data", help="a curated data stage directory to reuse (with --init: no setup)")
+    ap.add_argument("--init", help="an SFT stage directory to start GRPO from (with --data)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     os.nice(10)
@@ -79,7 +82,10 @@ def main() -> None:
                                        f"grpo.stages.0.max_steps={args.steps}", *args.overrides])
     configure_tracking(recipe.tracking)
     print(f"recipe {args.recipe}: {args.steps} steps, audit {recipe.grpo.stages[0].audit.model_dump()}", flush=True)
-    data, init, init_model = prepare(recipe, root, args.sft_steps)
+    if args.data and args.init:
+        data, init, init_model = Path(args.data), Path(args.init), None
+    else:
+        data, init, init_model = prepare(recipe, root, args.sft_steps)
     sides: dict[bool, list[dict]] = {True: [], False: []}
     for i in range(args.repeats):
         for audited in ((True, False) if i % 2 == 0 else (False, True)):
