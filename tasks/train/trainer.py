@@ -160,7 +160,7 @@ class PipelineGRPOTrainer(GRPOTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and self._last_log and self.state.global_step > self._last_log[1]:
             logs.update(self._timing_metrics())
-        if self.model.training and "reward" in logs:
+        if self.model.training:  # TRL adds `reward` itself, below
             for source in self.metric_sources:
                 logs.update(source(self.state.global_step))
         super().log(logs, start_time)
