@@ -23,6 +23,13 @@ from tasks.verifiers.audit_judge import build_judge
 from tasks.verifiers.rows import repeat_columns, reward_columns
 
 
+def flat(x) -> list[str]:
+    """lm-eval's nested responses as one flat list of strings."""
+    if isinstance(x, (list, tuple)):
+        return [y for item in x for y in flat(item)]
+    return [x if isinstance(x, str) else str(x)]
+
+
 class EvaluationAudit:
     """One evaluation's audit: a tally per verifier-scored benchmark."""
 
@@ -34,8 +41,6 @@ class EvaluationAudit:
 
     def add_benchmark(self, name: str, samples: dict[str, list[dict]]) -> None:
         """Audit one benchmark's lm-eval samples (`res["samples"]`)."""
-        from tasks.eval.evaluate import _flat  # evaluate imports this module
-
         bench = next((b for b in self.cfg.benchmarks if b.name == name), None)
         if not self.settings.enabled or bench is None or not bench.scored_by_verifier:
             return
@@ -53,7 +58,7 @@ class EvaluationAudit:
                     continue
                 seen.add((key, s["doc_id"]))
                 self._audit_doc(reward, tally, {**doc, "question": doc.get(q_col), "answer": doc.get(a_col)},
-                                _flat(s.get("resps")))
+                                flat(s.get("resps")))
 
     def _audit_doc(self, reward, tally: AuditTally, row: dict, texts: list[str]) -> None:
         n = len(texts)

@@ -25,7 +25,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.eval.audit import EvaluationAudit
+from tasks.eval.audit import EvaluationAudit, flat
 from tasks.eval.benchmark_checks import vllm_available
 from tasks.eval.benchmarks import SAMPLES_FILTER, BenchmarkRun, write_benchmarks
 from tasks.eval.promote import checkpoint_from_model_uri
@@ -204,17 +204,11 @@ def family_pass_rates(prefix: str, samples: list[dict]) -> dict[str, float]:
     return {_name(prefix, f"{family}/pass_at_1", None): sum(v) / len(v) for family, v in by_family.items()}
 
 
-def _flat(x) -> list[str]:
-    if isinstance(x, (list, tuple)):
-        return [y for item in x for y in _flat(item)]
-    return [x if isinstance(x, str) else str(x)]
-
-
 def _no_answer(run: BenchmarkRun, sample: dict) -> int:
     """Generations of one document with no parseable answer."""
     if run.by_verifier:
         return round(sample.get("no_answer", 0.0) * run.samples)
-    return int(all(r.strip() in ("", NO_ANSWER) for r in _flat(sample["filtered_resps"])))
+    return int(all(r.strip() in ("", NO_ANSWER) for r in flat(sample["filtered_resps"])))
 
 
 def sample_rows(run: BenchmarkRun, res: dict) -> list[dict]:
@@ -223,12 +217,12 @@ def sample_rows(run: BenchmarkRun, res: dict) -> list[dict]:
     for key, samples in res["samples"].items():
         for s in samples:
             args = s.get("arguments") or [[""]]
-            completions = _flat(s.get("resps"))
+            completions = flat(s.get("resps"))
             rows.append({
                 "benchmark": _prefix(run, key), "doc_id": s["doc_id"], "filter": s["filter"],
-                "prompt": _flat(args[0])[0], "target": str(s.get("target")),
+                "prompt": flat(args[0])[0], "target": str(s.get("target")),
                 "completion": completions[0] if completions else "", "completions": completions,
-                "extracted": _flat(s.get("filtered_resps"))[0] if s.get("filtered_resps") else "",
+                "extracted": flat(s.get("filtered_resps"))[0] if s.get("filtered_resps") else "",
                 "no_answer_count": _no_answer(run, s),
                 **{m: float(s[m]) for m in s.get("metrics", []) if isinstance(s.get(m), numbers.Real)},
             })
