@@ -54,6 +54,7 @@ _HASH = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _PHRASE = re.compile(r"(?:the\s+(?:final\s+)?answer\s+is|answer\s*[:=])\s*:?\s*([^\n]+)", re.IGNORECASE)
 _BARE = re.compile(r"^[-+\w\\{}^/.,()\[\] *$%]{1,40}$")
 _WORD = re.compile(r"[A-Za-z]{2,}")
+_TAG = re.compile(r"</?[A-Za-z]\w*>")
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -161,6 +162,8 @@ def strong_equal(p: str, g: str) -> tuple[bool | None, str]:
     """(verdict, method) of one candidate against the gold; None when no method is sure."""
     if not p or len(p) > MAX_CHARS:
         return False, "empty_or_long"
+    if _TAG.search(p):  # a stray tag inside the answer: never read a value out of it
+        return False, "malformed"
     gn = _number(g)
     if gn is not None and (pn := _number(p)) is not None:
         return pn == gn or abs(pn - gn) <= Fraction(1, 10**6) * max(1, abs(gn)), "exact_number"
@@ -285,7 +288,7 @@ def audit_batch(reward, texts: list[str], scores: list, prompts: list | None, co
 
 def _math_verify_contradicts(r: Recheck, gold: Any) -> bool:
     """A disagreement stands only when math-verify's full path does not say otherwise."""
-    if "math_verify" in r.method or r.method in ("no_answer", "empty_or_long"):
+    if "math_verify" in r.method or r.method in ("no_answer", "empty_or_long", "malformed"):
         return False
     g = gold_answer(gold[0] if isinstance(gold, (list, tuple)) else gold)
     verdicts = [_math_verify(c, g) for c in dict.fromkeys(r.answers)] if g else []

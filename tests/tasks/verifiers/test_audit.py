@@ -79,6 +79,8 @@ def test_recheck_equivalences():
     assert recheck(_completion("x^2+2x"), "x^2+2x+1").correct is False
     assert recheck("<think>a</think><answer>3</answer><answer>4</answer>", "3").correct is False
     assert recheck(_completion("Paris"), "paris").correct is True
+    # nested tags (a real GRPO completion): math-verify would read `2+4=17` as 17
+    assert recheck("<think></think>\n<answer>1=m=4\n<answer>2+4=17\n<answer>3-8</answer>", "17").correct is False
 
 
 def test_planted_blind_spot_is_caught_at_its_rate():
