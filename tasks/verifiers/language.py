@@ -5,7 +5,8 @@ Words are classified by Unicode script, with no model or download: Latin letters
 is one word, since Chinese has no spaces), kana as ``ja`` (Han characters also count for
 ``ja``), Hangul as ``ko``, Cyrillic as ``ru``/``uk``/``bg``, Arabic as ``ar``/``fa``/``ur``,
 Greek as ``el``, Hebrew as ``he``, Devanagari as ``hi``/``mr``/``ne``, Thai as ``th``.
-Numbers, math, code symbols and punctuation are not words and are ignored. Script-level
+Numbers, code blocks, LaTeX commands, single-letter variables and punctuation are not words
+and are ignored; words inside math (``$\\text{...}$`` or any run of three or more letters) count. Script-level
 detection cannot tell English from French; it catches the mixing R1 reports (e.g. Chinese
 drifting into English reasoning).
 """
@@ -27,7 +28,15 @@ _SCRIPT_LANGS = {
 }
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_LATEX = re.compile(r"\$[^$]*\$|\\[A-Za-z]+")
+_MATH = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+
+
+def _math_words(m: re.Match) -> str:
+    """The words of a math span: LaTeX commands dropped, ``\\text{}`` contents and any run of 3+
+    letters kept (reasoning written inside ``$...$`` is still reasoning), single variables not."""
+    words = _WORD.findall(_COMMAND.sub(" ", m.group()))
+    return " " + " ".join(w for w in words if len(w) >= 3 or not w.isascii()) + " "
 
 
 def script_of(ch: str) -> str | None:
@@ -63,7 +72,7 @@ def _words(text: str) -> list[str]:
 
 def language_share(text: str, language: str) -> float | None:
     """Share of words in ``text`` written in ``language``'s script; ``None`` when there are none."""
-    text = _LATEX.sub(" ", _CODE_BLOCK.sub(" ", text))
+    text = _COMMAND.sub(" ", _MATH.sub(_math_words, _CODE_BLOCK.sub(" ", text)))
     words = _words(text)
     if not words:
         return None
@@ -86,7 +95,8 @@ class LanguageConsistencyReward(Reward):
 
     Scoring rule: (words in the target language's script) / (all words) within the reasoning
     (``<think>`` block, or the text before ``</think>``; the whole completion with
-    ``scope="all"``), ignoring numbers, math, code blocks and punctuation; ``None`` when that
+    ``scope="all"``), ignoring numbers, LaTeX commands, single-letter variables, code blocks and
+    punctuation (words inside ``$...$`` count); ``None`` when that
     text has no words (pure arithmetic). The language is the row's ``language_column`` value
     when present, else ``language``. Params: ``language`` ("en"), ``language_column``
     ("language"), ``scope`` ("reasoning" | "all"), ``think_tag``.

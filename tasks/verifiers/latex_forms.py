@@ -9,7 +9,7 @@ otherwise, for math-verify). The rules follow math-verify's (tested against it):
   ``64`` and ``0.64`` (as in math-verify);
 * numbers in a base ``1011_2`` / ``1011_{2}``: equal iff the same value in the same base (other
   mixes undecided);
-* equations ``y = 2x + 3``: same one-letter left side -> the right sides compare; one side an
+* equations ``y = 2x + 3`` (or ``2x + 3 = y``): same one-letter side -> the right sides compare; one side an
   equation and the other not -> its right side against the other;
 * ``pmatrix`` / ``bmatrix`` / ``vmatrix``: same shape and every entry equal (a different shape
   is unequal); a matrix against anything else is undecided;
@@ -31,6 +31,7 @@ _DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree")
 _PERCENT = re.compile(r"\\?%")
 _BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
 _EQUATION = re.compile(r"^([A-Za-z])\s*=\s*([^=]+)$")
+_EQUATION_REVERSED = re.compile(r"^([^=]+?)\s*=\s*([A-Za-z])$")
 _MATRIX = re.compile(r"^\\begin\{([pbv]?matrix)\}(.*)\\end\{\1\}$", re.DOTALL)
 _MAX_CHARS = 600
 
@@ -78,17 +79,26 @@ def forms_equal(pred: str, gold: str) -> bool | None:
     bp, bg = _BASE.match(p), _BASE.match(g)
     if bp or bg:
         return _base_equal(bp, bg)
-    ep, eg = _EQUATION.match(p), _EQUATION.match(g)
+    ep, eg = _equation(p), _equation(g)
     if ep and eg:
-        return fast_equal(ep[2], eg[2]) if ep[1] == eg[1] else None
+        return fast_equal(ep[1], eg[1]) if ep[0] == eg[0] else None
     if ep or eg:
-        return fast_equal(ep[2] if ep else p, eg[2] if eg else g)
+        return fast_equal(ep[1] if ep else p, eg[1] if eg else g)
     mp, mg = _MATRIX.match(p), _MATRIX.match(g)
     if mp or mg:
         return _matrix_equal(mp, mg)
     if "\\cup" in p or "\\cup" in g:
         return _union_equal(p.split("\\cup"), g.split("\\cup"))
     return fast_equal(p, g)
+
+
+def _equation(s: str) -> tuple[str, str] | None:
+    """(variable, value) of ``x = 5`` or ``5 = x``."""
+    if m := _EQUATION.match(s):
+        return m[1], m[2]
+    if m := _EQUATION_REVERSED.match(s):
+        return m[2], m[1]
+    return None
 
 
 def _one_percent(p: str, g: str) -> bool | None:

@@ -33,13 +33,7 @@ from fractions import Fraction
 from typing import Any
 
 from tasks.verifiers._base import Reward, column, log_metric, logger, prompt_text
-from tasks.verifiers.answer_norm import (
-    TEXT_UNITS_RE,
-    is_text_answer,
-    norm_text,
-    numbers_equal,
-    parse_number,
-)
+from tasks.verifiers.answer_norm import is_text_answer, norm_text, numbers_equal, parse_number, split_unit
 from tasks.verifiers.latex_forms import forms_equal
 from tasks.verifiers.latex_parse import parse_latex
 from tasks.verifiers.mv_pool import TIMED_OUT
@@ -61,6 +55,10 @@ MAX_ANSWER_CHARS = 512
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")
+_BRACE_RE = re.compile(r"[{}]")
+UNBALANCED = "\\boxed{"  # what an unclosed box stands for: never equal to a gold answer
+MAX_CANDIDATES = 4  # distinct final answers a completion may state before it scores 0 unread
+MAX_VERIFY_PER_COMPLETION = 2  # of them, at most this many may need math-verify
 _HASH_RE = re.compile(r"^[ \t]*####[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 
 
@@ -72,21 +70,22 @@ _ANSWER_RE = _answer_tag_re("answer")
 
 
 def _boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (brace-matched) and ``\\boxed x``."""
+    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (brace-matched) and ``\\boxed x``.
+
+    One linear pass matches all braces (thousands of unbalanced ``\\boxed{`` cannot make it
+    quadratic); an unbalanced box is an unparseable answer (``UNBALANCED``), so it cannot be
+    ignored, and it scores 0."""
+    close: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_RE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            close[stack.pop()] = m.start()
     out: list[str] = []
     for m in _BOX_RE.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            out.append(text[m.end():i - 1])
-        else:  # unbalanced: treat as an (unparseable) answer so it cannot be ignored
-            out.append(text[m.end():])
+        end = close.get(m.end() - 1)
+        out.append(text[m.end():end] if end is not None else UNBALANCED)
     out.extend(m.group(1) for m in _BOX_SPACE_RE.finditer(text))
     return out
 
@@ -183,9 +182,9 @@ def _fast(p: str, g: str) -> bool | None:
         pnum = parse_number(p)
         if pnum is not None:
             return numbers_equal(pnum, gnum)
-        stripped = TEXT_UNITS_RE.sub("", p)  # "18 dollars", "18 \\text{ cm}"
-        if stripped != p and (pnum := parse_number(stripped)) is not None:
-            return numbers_equal(pnum, gnum)
+        unit = split_unit(p)  # "18 dollars", "18 \\text{ cm}"; "5x", "5 \\text{ million}" are wrong
+        if unit is not None and (pnum := parse_number(unit[0])) is not None:
+            return unit[1] and numbers_equal(pnum, gnum)
     if is_text_answer(g):
         return bool(p) and norm_text(p) == norm_text(g)
     if p == g:
@@ -211,11 +210,8 @@ def _note(notes: dict | None, key: str) -> None:
         notes[key] = notes.get(key, 0) + 1
 
 
-def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None = None) -> list[bool | None]:
-    """``answers_match`` for many pairs; the math-verify ones run in parallel worker processes.
-
-    ``notes`` (a dict) counts ``refused`` (risky answers scored 0 before sympy) and ``timeouts``
-    (comparisons killed after ``mv_pool.TIMEOUT_S``)."""
+def _fast_verdicts(pairs: list[tuple[str | None, Any]], notes: dict | None) -> tuple[list, dict]:
+    """In-process verdicts of ``pairs``, and ``{(pred, gold): [indices]}`` of those left to math-verify."""
     out: list[bool | None] = [None] * len(pairs)
     pending: dict[tuple[str, str], list[int]] = {}
     for i, (pred, gold) in enumerate(pairs):
@@ -226,7 +222,7 @@ def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None =
             out[i] = False if _gold_ok(g) else None
             continue
         p = _clean(pred)
-        out[i] = _fast(p, g)
+        out[i] = False if p == UNBALANCED else _fast(p, g)
         if out[i] is not None:
             continue
         if not _gold_ok(g):
@@ -236,8 +232,13 @@ def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None =
             out[i] = False
             continue
         pending.setdefault((p, g), []).append(i)
+    return out, pending
+
+
+def _verify(out: list, pending: dict, notes: dict | None, budget_s: float | None) -> list:
+    """Settle ``pending`` with math-verify (parallel, fair, killed at ``TIMEOUT_S``) into ``out``."""
     if pending:
-        results = get_mv_pool().ask_many([["eq", p, g] for p, g in pending])
+        results = get_mv_pool().ask_many([["eq", p, g] for p, g in pending], budget_s)
         for idx, r in zip(pending.values(), results):
             if r == TIMED_OUT:
                 _note(notes, "timeouts")
@@ -245,6 +246,16 @@ def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None =
             for i in idx:
                 out[i] = r
     return out
+
+
+def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None = None,
+                       budget_s: float | None = None) -> list[bool | None]:
+    """``answers_match`` for many pairs; the math-verify ones run in parallel worker processes.
+
+    ``notes`` (a dict) counts ``refused`` (risky answers scored 0 before sympy) and ``timeouts``
+    (comparisons killed after ``mv_pool.TIMEOUT_S`` or not started within ``budget_s``)."""
+    out, pending = _fast_verdicts(pairs, notes)
+    return _verify(out, pending, notes, budget_s)
 
 
 def answers_match(pred: str | None, gold: Any, notes: dict | None = None) -> bool | None:
@@ -255,8 +266,14 @@ def answers_match(pred: str | None, gold: Any, notes: dict | None = None) -> boo
     return answers_match_many([(pred, gold)], notes)[0]
 
 
+COPY_SPAN = 16  # non-space characters: a run this long that is also in the prompt counts as copied
+
+
 def derivation_chars(text: str, prompt: Any = None, *, think_tag: str = "think") -> int:
-    """Non-space characters of reasoning before the final answer (0 if it is a copy of the prompt)."""
+    """Non-space characters of reasoning before the final answer that are not copied from the
+    prompt: every character covered by a ``COPY_SPAN``-long run that also appears in the prompt
+    is left out, wherever the copy sits (an echoed prompt with a few words added counts only
+    those words)."""
     close = f"</{think_tag}>"
     if close in text:
         reasoning = text[: text.rfind(close)].replace(f"<{think_tag}>", "")
@@ -264,13 +281,21 @@ def derivation_chars(text: str, prompt: Any = None, *, think_tag: str = "think")
         cut = [i for i in (text.find("<answer>"), text.find("\\boxed"), text.find("####")) if i >= 0]
         reasoning = text[: min(cut)] if cut else text
     compact = "".join(reasoning.split())
-    if prompt is not None and compact and compact in "".join(prompt_text(prompt).split()):
-        return 0
-    return len(compact)
+    source = "".join(prompt_text(prompt).split()) if prompt is not None else ""
+    if len(compact) < COPY_SPAN or len(source) < COPY_SPAN:
+        return 0 if compact and compact in source else len(compact)
+    spans = {source[i:i + COPY_SPAN] for i in range(len(source) - COPY_SPAN + 1)}
+    copied = bytearray(len(compact))
+    for i in range(len(compact) - COPY_SPAN + 1):
+        if compact[i:i + COPY_SPAN] in spans:
+            copied[i:i + COPY_SPAN] = b"\x01" * COPY_SPAN
+    return len(compact) - sum(copied)
 
 
-def _candidates(text: str, gold: Any, opts: dict, prompt: Any) -> tuple[str | None, list[str] | None]:
-    """(gold, distinct candidates) of one completion; candidates None when it scores 0 outright."""
+def _candidates(text: str, gold: Any, opts: dict, prompt: Any,
+                notes: dict | None = None) -> tuple[str | None, list[str] | None]:
+    """(gold, distinct candidates) of one completion; candidates None when it scores 0 outright
+    (no answer, too little derivation, or more than ``MAX_CANDIDATES`` different answers)."""
     g = extract_gold(gold)
     if g is None or not gold_is_parseable(g):
         return None, None
@@ -279,23 +304,43 @@ def _candidates(text: str, gold: Any, opts: dict, prompt: Any) -> tuple[str | No
     need = opts.get("min_derivation_chars", 0)
     if not cands or (need > 0 and derivation_chars(text, prompt, think_tag=opts.get("think_tag", "think")) < need):
         return g, None
-    return g, list(dict.fromkeys(cands))
+    distinct = list(dict.fromkeys(cands))
+    if len(distinct) > MAX_CANDIDATES:
+        _note(notes, "refused")
+        return g, None
+    return g, distinct
 
 
 def score_math_answers(texts: list[str], golds: list, prompts: list | None = None, notes: dict | None = None,
-                       **opts: Any) -> list[float | None]:
-    """``score_math_answer`` for many completions at once (math-verify calls in parallel)."""
+                       budget_s: float | None = None, **opts: Any) -> list[float | None]:
+    """``score_math_answer`` for many completions at once.
+
+    The in-process checks run first; a completion with a wrong answer among them scores 0 with
+    no math-verify call, and one that needs more than ``MAX_VERIFY_PER_COMPLETION`` of them
+    scores 0 (counted as refused); the rest go to math-verify together (within ``budget_s``)."""
     prompts = prompts if prompts is not None else [None] * len(texts)
-    rows = [_candidates(t, g, opts, pr) for t, g, pr in zip(texts, golds, prompts)]
+    rows = [_candidates(t, g, opts, pr, notes) for t, g, pr in zip(texts, golds, prompts)]
     pairs = [(c, g) for g, cands in rows if cands for c in cands]
-    verdicts = iter(answers_match_many(pairs, notes))
+    fast, pending = _fast_verdicts(pairs, notes)
+    owner = [r for r, (g, cands) in enumerate(rows) for _ in cands or []]
+    waiting: dict[int, int] = {}
+    for idx in pending.values():
+        for i in idx:
+            waiting[owner[i]] = waiting.get(owner[i], 0) + 1
+    doomed = {owner[i] for i, v in enumerate(fast) if v is False}
+    for r, n in waiting.items():
+        if n > MAX_VERIFY_PER_COMPLETION and r not in doomed:
+            _note(notes, "refused")
+            doomed.add(r)
+    pending = {k: kept for k, idx in pending.items() if (kept := [i for i in idx if owner[i] not in doomed])}
+    verdicts = iter(_verify(fast, pending, notes, budget_s))
     out: list[float | None] = []
-    for g, cands in rows:
+    for r, (g, cands) in enumerate(rows):
         if g is None:
             out.append(None)
         else:
             ok = [next(verdicts) for _ in cands or []]
-            out.append(1.0 if cands and all(ok) else 0.0)
+            out.append(1.0 if cands and r not in doomed and all(ok) else 0.0)
     return out
 
 
@@ -333,8 +378,11 @@ class MathAnswerReward(Reward):
 
     Params: ``prefilled_think`` (the chat template already opened ``<think>``: the answer must
     follow a ``</think>``), ``think_tag``, ``answer_tag``, ``min_derivation_chars`` (0 = off;
-    else require that much reasoning before the answer, not copied from the prompt),
-    ``answer_column``.
+    else require that much reasoning before the answer, not copied from the prompt: see
+    ``derivation_chars``), ``answer_column``, ``batch_budget_s`` (math-verify comparisons not
+    started within it score 0). Budget: at most ``MAX_CANDIDATES`` distinct answers and
+    ``MAX_VERIFY_PER_COMPLETION`` math-verify comparisons (each killed at ``mv_pool.TIMEOUT_S``)
+    per completion, else 0 (counted as hostile); extraction is linear in the text.
     """
 
     name = "math_answer_reward"
@@ -346,11 +394,14 @@ class MathAnswerReward(Reward):
         "answer_tag": "answer",
         "min_derivation_chars": 0,
         "answer_column": "answer",
+        "batch_budget_s": 60.0,
     }
 
     def _validate(self) -> None:
         if self.params["min_derivation_chars"] < 0:
             self._fail("min_derivation_chars must be >= 0")
+        if self.params["batch_budget_s"] <= 0:
+            self._fail("batch_budget_s must be > 0")
         for k in ("think_tag", "answer_tag"):
             if not re.fullmatch(r"[A-Za-z_][\w\-]*", self.params[k]):
                 self._fail(f"{k} must be a bare tag name like 'think', got {self.params[k]!r}")
@@ -360,7 +411,7 @@ class MathAnswerReward(Reward):
         p = self.params
         golds = column(kwargs, p["answer_column"], len(texts))
         notes: dict = {}
-        out = score_math_answers(texts, golds, prompts, notes, prefilled_think=p["prefilled_think"],
+        out = score_math_answers(texts, golds, prompts, notes, p["batch_budget_s"], prefilled_think=p["prefilled_think"],
                                  think_tag=p["think_tag"], answer_tag=p["answer_tag"],
                                  min_derivation_chars=p["min_derivation_chars"])
         bad = 0
