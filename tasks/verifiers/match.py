@@ -119,18 +119,19 @@ class NumericMatchReward(_MatchBase):
     """Numeric equality of the final answer with the gold within a tolerance.
 
     Scoring rule: 1.0 when every final answer stated is a number with
-    ``|x - gold| <= max(abs_tol, rel_tol * |gold|)`` (``math.isclose``), except that a gold
-    written as an integer or fraction is matched exactly (a decimal only within 1e-6 of a
-    fraction like 1/3 whose expansion does not terminate); units only from
-    ``answer_norm.UNITS``; percentages are divided
+    ``|x - gold| <= max(abs_tol, rel_tol * |gold|)`` (``math.isclose``), except that with
+    ``exact_integers`` (default) a gold written as an integer or fraction is matched exactly
+    (a decimal only within 1e-6 of a fraction like 1/3 whose expansion does not terminate:
+    ``123456700.0`` is not ``123456789``); units only from ``answer_norm.UNITS``; percentages are divided
     by 100 only when ``percent_as_fraction`` is true, else ``40%`` reads as 40; 0.0 otherwise
     (including non-numeric answers); ``None`` when the gold is missing or not a number.
     Params: ``answer_column``, ``extract``, ``prefilled_think``, ``rel_tol`` (1e-6),
-    ``abs_tol`` (1e-9), ``percent_as_fraction`` (False).
+    ``abs_tol`` (1e-9), ``percent_as_fraction`` (False), ``exact_integers`` (True).
     """
 
     name = "numeric_match_reward"
-    PARAMS = {**_MatchBase.PARAMS, "rel_tol": 1e-6, "abs_tol": 1e-9, "percent_as_fraction": False}
+    PARAMS = {**_MatchBase.PARAMS, "rel_tol": 1e-6, "abs_tol": 1e-9, "percent_as_fraction": False,
+              "exact_integers": True}
 
     def _validate(self) -> None:
         super()._validate()
@@ -151,7 +152,7 @@ class NumericMatchReward(_MatchBase):
         if c is None:
             return False
         exact_gold, exact_cand = _parse(self._bare(gold)), _parse(self._bare(cand))
-        if exact_gold is not None and exact_cand is not None and not exact_gold[1]:
+        if self.params["exact_integers"] and exact_gold is not None and exact_cand is not None and not exact_gold[1]:
             return numbers_equal(exact_cand, exact_gold)  # an exact gold: tolerance only for 1/3-like golds
         return math.isclose(c, g, rel_tol=self.params["rel_tol"], abs_tol=self.params["abs_tol"])
 

@@ -29,18 +29,28 @@ from __future__ import annotations
 
 import functools
 import re
-from fractions import Fraction
 from typing import Any
 
-from tasks.verifiers._base import Reward, column, log_metric, logger, prompt_text
+from tasks.verifiers._base import Reward, column, log_metric, logger
 from tasks.verifiers.answer_norm import is_text_answer, norm_text, numbers_equal, parse_number, split_unit
 from tasks.verifiers.latex_forms import forms_equal
 from tasks.verifiers.latex_parse import parse_latex
+from tasks.verifiers.math_extract import (
+    UNBALANCED,
+    answer_region,
+    clean_answer,
+    derivation_chars,
+    extract_answers,
+    extract_final_answer,
+    extract_gold,
+)
 from tasks.verifiers.mv_pool import TIMED_OUT
 from tasks.verifiers.mv_pool import get_pool as get_mv_pool
 
 __all__ = [
     "MathAnswerReward",
+    "answer_region",
+    "derivation_chars",
     "answers_match",
     "answers_match_many",
     "extract_answers",
@@ -52,113 +62,8 @@ __all__ = [
 ]
 
 MAX_ANSWER_CHARS = 512
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOX_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")
-_BRACE_RE = re.compile(r"[{}]")
-UNBALANCED = "\\boxed{"  # what an unclosed box stands for: never equal to a gold answer
 MAX_CANDIDATES = 4  # distinct final answers a completion may state before it scores 0 unread
 MAX_VERIFY_PER_COMPLETION = 2  # of them, at most this many may need math-verify
-_HASH_RE = re.compile(r"^[ \t]*####[ \t]*(.*?)[ \t]*$", re.MULTILINE)
-
-
-def _answer_tag_re(tag: str) -> re.Pattern:
-    return re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
-
-
-_ANSWER_RE = _answer_tag_re("answer")
-
-
-def _boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (brace-matched) and ``\\boxed x``.
-
-    One linear pass matches all braces (thousands of unbalanced ``\\boxed{`` cannot make it
-    quadratic); an unbalanced box is an unparseable answer (``UNBALANCED``), so it cannot be
-    ignored, and it scores 0."""
-    close: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _BRACE_RE.finditer(text):
-        if m.group() == "{":
-            stack.append(m.start())
-        elif stack:
-            close[stack.pop()] = m.start()
-    out: list[str] = []
-    for m in _BOX_RE.finditer(text):
-        end = close.get(m.end() - 1)
-        out.append(text[m.end():end] if end is not None else UNBALANCED)
-    out.extend(m.group(1) for m in _BOX_SPACE_RE.finditer(text))
-    return out
-
-
-def answer_region(text: str, *, think_tag: str = "think", prefilled_think: bool = False) -> str | None:
-    """The part of ``text`` that may hold the final answer (``None``: reasoning never closed)."""
-    close = f"</{think_tag}>"
-    k = text.rfind(close)
-    if k >= 0:
-        return text[k + len(close):]
-    if prefilled_think or f"<{think_tag}>" in text:
-        return None
-    return text
-
-
-def extract_answers(
-    text: str, *, think_tag: str = "think", answer_tag: str = "answer", prefilled_think: bool = False
-) -> list[str]:
-    """All final-answer candidates stated in ``text`` (see the module docstring for the rules)."""
-    region = answer_region(text or "", think_tag=think_tag, prefilled_think=prefilled_think)
-    if not region:
-        return []
-    tag_re = _ANSWER_RE if answer_tag == "answer" else _answer_tag_re(answer_tag)
-    blocks = tag_re.findall(region) if f"<{answer_tag}>" in region else []
-    if blocks:
-        cands: list[str] = []
-        for b in blocks:
-            boxed = _boxed_contents(b)
-            cands.extend(boxed if boxed else [b])
-    elif "\\boxed" in region or "\\fbox" in region:
-        cands = _boxed_contents(region)
-    elif "####" in region:
-        cands = _HASH_RE.findall(region)
-    else:
-        return []
-    return [_clean(c) for c in cands]
-
-
-def extract_final_answer(text: str, **kwargs: Any) -> str | None:
-    """The last final-answer candidate in ``text``, or ``None`` (same rules as the reward)."""
-    cands = extract_answers(text, **kwargs)
-    return cands[-1] if cands else None
-
-
-def extract_gold(gold: Any) -> str | None:
-    """The gold answer string: the last ``\\boxed{}`` or ``#### n`` of a worked solution, else the text."""
-    if gold is None:
-        return None
-    if isinstance(gold, (int, float, Fraction)) and not isinstance(gold, bool):
-        gold = str(gold)
-    if not isinstance(gold, str):
-        return None
-    if "\\boxed" in gold or "\\fbox" in gold:
-        boxed = _boxed_contents(gold)
-        gold = boxed[-1] if boxed else gold
-    elif "####" in gold:
-        hashes = _HASH_RE.findall(gold)
-        gold = hashes[-1] if hashes else gold
-    gold = _clean(gold)
-    return gold or None
-
-
-_WRAPPERS = re.compile(r"^\\\(|\\\)$|^\\\[|\\\]$")
-
-
-def _clean(s: str) -> str:
-    s = s.strip()
-    s = _WRAPPERS.sub("", s).strip()
-    while len(s) >= 2 and s[0] == "$" and s[-1] == "$" and not s.startswith("\\$"):
-        s = s[1:-1].strip()
-    s = s.rstrip(".").strip()
-    return s
-
 
 # ---------------------------------------------------------------- checking
 _RISKY_RE = re.compile(
@@ -221,7 +126,7 @@ def _fast_verdicts(pairs: list[tuple[str | None, Any]], notes: dict | None) -> t
         if pred is None:
             out[i] = False if _gold_ok(g) else None
             continue
-        p = _clean(pred)
+        p = clean_answer(pred)
         out[i] = False if p == UNBALANCED else _fast(p, g)
         if out[i] is not None:
             continue
@@ -264,32 +169,6 @@ def answers_match(pred: str | None, gold: Any, notes: dict | None = None) -> boo
     Bounded: the fast checks run here; anything else goes to math-verify in a worker process
     that is killed after ``mv_pool.TIMEOUT_S``; risky shapes score False without reaching it."""
     return answers_match_many([(pred, gold)], notes)[0]
-
-
-COPY_SPAN = 16  # non-space characters: a run this long that is also in the prompt counts as copied
-
-
-def derivation_chars(text: str, prompt: Any = None, *, think_tag: str = "think") -> int:
-    """Non-space characters of reasoning before the final answer that are not copied from the
-    prompt: every character covered by a ``COPY_SPAN``-long run that also appears in the prompt
-    is left out, wherever the copy sits (an echoed prompt with a few words added counts only
-    those words)."""
-    close = f"</{think_tag}>"
-    if close in text:
-        reasoning = text[: text.rfind(close)].replace(f"<{think_tag}>", "")
-    else:
-        cut = [i for i in (text.find("<answer>"), text.find("\\boxed"), text.find("####")) if i >= 0]
-        reasoning = text[: min(cut)] if cut else text
-    compact = "".join(reasoning.split())
-    source = "".join(prompt_text(prompt).split()) if prompt is not None else ""
-    if len(compact) < COPY_SPAN or len(source) < COPY_SPAN:
-        return 0 if compact and compact in source else len(compact)
-    spans = {source[i:i + COPY_SPAN] for i in range(len(source) - COPY_SPAN + 1)}
-    copied = bytearray(len(compact))
-    for i in range(len(compact) - COPY_SPAN + 1):
-        if compact[i:i + COPY_SPAN] in spans:
-            copied[i:i + COPY_SPAN] = b"\x01" * COPY_SPAN
-    return len(compact) - sum(copied)
 
 
 def _candidates(text: str, gold: Any, opts: dict, prompt: Any,
