@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -39,7 +38,8 @@ def scratch():
     shutil.copytree(ROOT / "tasks", where / "repo" / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(where / "venv")], check=True)
     site = next((where / "venv" / "lib").glob("python*/site-packages"))
-    (site / "project.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    packages = [p for p in sys.path if "site-packages" in p and os.path.isdir(p) and Path(p).resolve() != ROOT]
+    (site / "project.pth").write_text("\n".join(packages) + "\n")
     yield where
     shutil.rmtree(where, ignore_errors=True)
 
