@@ -17,7 +17,9 @@ more of them than the degree of the identity, independent per variable, the firs
 known points. Containers: tuples compare
 element-wise, sets by mutual coverage (order and duplicates ignored), intervals by endpoints and
 closure (closure at an infinite end is ignored), bare lists like sets (as math-verify does); a
-number never equals a tuple or interval; other mixes are left to math-verify.
+number never equals a container of two or more elements; answers over different variables are
+different when their values differ at the random points (else left to math-verify); other mixes
+are left to math-verify.
 Decision rule for two scalars: both exact -> equal iff exactly equal; otherwise equal when the
 relative difference is < 1e-12 at every point, different when it is > 1e-6 at some point
 (> 1e-5 when only one side is written with a decimal point), else undecided. Exponents and
@@ -228,9 +230,9 @@ def _covers(xs, ys, decimals_differ, variables) -> bool | None:
 def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
     if a[0] != "box" and b[0] != "box":
         return _scalar_equal(a, b, decimals_differ, variables)
-    if a[0] != "box" or b[0] != "box":  # a number is never a pair, a triple or an interval
+    if a[0] != "box" or b[0] != "box":  # a number is never a pair, a triple, a list or an interval
         box = a if a[0] == "box" else b
-        return False if box[1] in _INTERVALS and len(box[2]) >= 2 else None
+        return False if len(box[2]) >= 2 else None
     (_, ka, xs), (_, kb, ys) = a, b
     if ka == kb and ka in ("set", "bare"):  # duplicates allowed: {1, 2, 2} == {1, 2}; "1, 2" == "2, 1"
         first = _covers(xs, ys, decimals_differ, variables)
@@ -239,7 +241,11 @@ def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
         return _covers(ys, xs, decimals_differ, variables)
     if ka != kb:
         if not (ka in _INTERVALS and kb in _INTERVALS and len(xs) == len(ys) == 2):
-            return None  # e.g. math-verify equates (1, 2, 3) with [1, 2, 3]
+            # math-verify equates (1, 2, 3) with [1, 2, 3]; but containers whose elements differ
+            # even as sets are different whatever the brackets mean
+            if _covers(xs, ys, decimals_differ, variables) is False or _covers(ys, xs, decimals_differ, variables) is False:
+                return False
+            return None
         ends = [_equal(x, y, decimals_differ, variables) for x, y in zip(xs, ys)]
         if False in ends:
             return False
@@ -249,8 +255,8 @@ def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
         # same non-empty interval endpoints: equal iff the closure differs only at infinite ends
         left_differs, right_differs = ka[0] != kb[0], ka[1] != kb[1]
         return not ((left_differs and math.isfinite(lo)) or (right_differs and math.isfinite(hi)))
-    if len(xs) != len(ys):
-        return None
+    if len(xs) != len(ys):  # a pair is never a triple
+        return False if ka in _INTERVALS else None
     results = [_equal(x, y, decimals_differ, variables) for x, y in zip(xs, ys)]
     if False in results:
         return False
@@ -266,12 +272,13 @@ def fast_equal(pred: str, gold: str) -> bool | None:
     if p is None:
         return None
     (gn, gv, gdec), (pn, pv, pdec) = g, p
-    if gv != pv:
-        return None
     try:
-        return _equal(pn, gn, gdec != pdec, gv)
+        verdict = _equal(pn, gn, gdec != pdec, gv | pv)
     except (Unsupported, OverflowError, ValueError, ZeroDivisionError, TypeError, RecursionError):
         return None
+    # different variables (``x^2+1`` against ``5``): values that differ at some point prove the
+    # answers different; agreeing everywhere (``x - x + 5``) is left to math-verify
+    return verdict if gv == pv or verdict is False else None
 
 
 def interval_ends(s: str) -> tuple[float, float] | None:

@@ -69,6 +69,7 @@ MAX_VERIFY_PER_COMPLETION = 2  # of them, at most this many may need math-verify
 _RISKY_RE = re.compile(
     r"\^\s*\{[^{}]*\^|\^\s*\(?[^{}\s]*\^|\d{40,}|\^\s*\{?\s*\d{5,}|\d{4,}\s*!|\\(?:int|sum|prod|lim)"
 )
+_CURRENCY_RE = re.compile(r"^(?:\\\\)?\\\$\s*|^\$\s*")
 _EXPONENT_RE = re.compile(r"\^\s*\{?\s*\(?\s*-?(\d+)")
 
 
@@ -94,7 +95,12 @@ def _fast(p: str, g: str) -> bool | None:
         return bool(p) and norm_text(p) == norm_text(g)
     if p == g:
         return True
-    return forms_equal(p, g)
+    if is_text_answer(p):
+        return False  # words (\\text{yes}) are never a number or an expression
+    pnum = parse_number(p)
+    if pnum is not None:  # "19,619" is a number, not the list 19, 619; "\\$5.10" is 5.10
+        p = str(pnum[0]) if not pnum[1] else _CURRENCY_RE.sub("", p).replace(",", "").replace("{,}", "")
+    return forms_equal(p, _CURRENCY_RE.sub("", g))
 
 
 @functools.lru_cache(maxsize=16384)
