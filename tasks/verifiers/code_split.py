@@ -75,8 +75,9 @@ def _op(name: str, a, b):
     if name == "Mult":
         if ints and a.bit_length() + b.bit_length() > MAX_BITS:
             raise TooCostly("product")
-        if not ints and (type(a) is int or type(b) is int) and _size(a) * _size(b) > MAX_ITEMS:
-            raise TooCostly("repetition")
+        seq, n = (a, b) if type(b) is int else (b, a) if type(a) is int else (None, 0)
+        if not ints and seq is not None and _size(seq) * abs(n) > MAX_ITEMS:
+            raise TooCostly("repetition")  # 'ab' * 10**9
     if name == "Pow" and ints and b > 0 and a not in (0, 1, -1) and a.bit_length() * b > MAX_BITS:
         raise TooCostly("power")
     if name in ("LShift", "RShift") and ints and b > MAX_BITS:

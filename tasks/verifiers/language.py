@@ -17,6 +17,7 @@ import re
 import unicodedata
 
 from tasks.verifiers._base import Reward, column
+from tasks.verifiers.math_extract import spans
 
 __all__ = ["LanguageConsistencyReward", "language_share", "script_of"]
 
@@ -28,14 +29,14 @@ _SCRIPT_LANGS = {
 }
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_MATH = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)
+_DOLLARS = re.compile(r"\$[^$]*\$")
 _COMMAND = re.compile(r"\\[A-Za-z]+")
 
 
-def _math_words(m: re.Match) -> str:
+def _math_words(span: str) -> str:
     """The words of a math span: LaTeX commands dropped, ``\\text{}`` contents and any run of 3+
     letters kept (reasoning written inside ``$...$`` is still reasoning), single variables not."""
-    words = _WORD.findall(_COMMAND.sub(" ", m.group()))
+    words = _WORD.findall(_COMMAND.sub(" ", span))
     return " " + " ".join(w for w in words if len(w) >= 3 or not w.isascii()) + " "
 
 
@@ -72,7 +73,14 @@ def _words(text: str) -> list[str]:
 
 def language_share(text: str, language: str) -> float | None:
     """Share of words in ``text`` written in ``language``'s script; ``None`` when there are none."""
-    text = _COMMAND.sub(" ", _MATH.sub(_math_words, _CODE_BLOCK.sub(" ", text)))
+    text = _CODE_BLOCK.sub(" ", text)
+    for open_, close in (("\\(", "\\)"), ("\\[", "\\]")):  # linear scans, not lazy regexes
+        parts, last = [], 0
+        for a, b in spans(text, open_, close):
+            parts += [text[last:a], _math_words(text[a:b])]
+            last = b
+        text = "".join(parts) + text[last:]
+    text = _COMMAND.sub(" ", _DOLLARS.sub(lambda m: _math_words(m.group()), text))
     words = _words(text)
     if not words:
         return None

@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks.verifiers._base import prompt_text
 
-__all__ = ["UNBALANCED", "answer_region", "clean_answer", "derivation_chars", "extract_answers", "extract_final_answer",
+__all__ = ["UNBALANCED", "answer_region", "spans", "clean_answer", "derivation_chars", "extract_answers", "extract_final_answer",
            "extract_gold"]
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -21,11 +21,18 @@ UNBALANCED = "\\boxed{"  # what an unclosed box stands for: never equal to a gol
 _HASH_RE = re.compile(r"^[ \t]*####[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 
 
-def _answer_tag_re(tag: str) -> re.Pattern:
-    return re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
-
-
-_ANSWER_RE = _answer_tag_re("answer")
+def spans(text: str, open_: str, close: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each non-overlapping ``open_ ... close`` span, left to right, in one
+    linear pass (a lazy regex rescans to the end for every unclosed opener: quadratic)."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while (a := text.find(open_, i)) >= 0:
+        b = text.find(close, a + len(open_))
+        if b < 0:
+            break
+        i = b + len(close)
+        out.append((a, i))
+    return out
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -67,8 +74,8 @@ def extract_answers(
     region = answer_region(text or "", think_tag=think_tag, prefilled_think=prefilled_think)
     if not region:
         return []
-    tag_re = _ANSWER_RE if answer_tag == "answer" else _answer_tag_re(answer_tag)
-    blocks = tag_re.findall(region) if f"<{answer_tag}>" in region else []
+    open_, close = f"<{answer_tag}>", f"</{answer_tag}>"
+    blocks = [region[a + len(open_):b - len(close)] for a, b in spans(region, open_, close)]
     if blocks:
         cands: list[str] = []
         for b in blocks:

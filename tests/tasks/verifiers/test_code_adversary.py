@@ -121,6 +121,8 @@ def test_solution_cannot_reach_expected_values_or_control_flow(reward, solution,
     ("def f(x):\n    return [[0] * 100 for _ in range(5000)]", "assert sum(f(1)) == 3"),
     ("def f(x):\n    return 7 ** 4000", "assert f(1) * f(1) * f(1) * f(1) * f(1) * f(1) == 3"),
     ("def f(x):\n    return 'ab' * 400000", "assert f(1) * 50 == 'ab'"),
+    ("def f(x):\n    return 10 ** 9", "assert 'ab' * f(1) == 'ab'"),
+    ("def f(x):\n    return [10 ** 9]", "assert [0] * f(1)[0] == [0]"),
 ])
 def test_solution_values_cannot_make_the_trusted_side_expensive(reward, solution, test):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

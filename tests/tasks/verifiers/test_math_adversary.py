@@ -34,6 +34,18 @@ def test_thousands_of_unbalanced_boxes_are_linear(math, n):
     assert out == [0.0] and elapsed < 0.5
 
 
+@pytest.mark.parametrize("spam", ["<answer>" * 20000, "\\boxed " * 20000, "#### 1\n" * 20000, "\\fbox{" * 20000])
+def test_unclosed_answer_markers_are_linear(math, spam):
+    out, elapsed = _timed(math, [HONEST + spam], answer=["14"])  # a lazy regex per opener took 108 s
+    assert out == [0.0] and elapsed < 1.0
+
+
+@pytest.mark.parametrize("spam", ["\\(" * 20000, "\\[a " * 20000, "$" * 40001])
+def test_unclosed_math_delimiters_are_linear_for_the_language_check(spam):
+    out, elapsed = _timed(build_reward("language_consistency_reward"), [f"<think>{spam}</think>"])
+    assert elapsed < 0.5 and out[0] in (None, 1.0)
+
+
 def test_many_boxed_answers_needing_math_verify_score_zero_without_it(math):
     slow = "".join(f"\\boxed{{({9990 + k}^{{9999}})!}}" for k in range(16))
     before = math.stats["hostile_answers"]
