@@ -41,9 +41,12 @@ def _boxed_contents(text: str) -> list[str]:
     One linear pass matches all braces (thousands of unbalanced ``\\boxed{`` cannot make it
     quadratic); an unbalanced box is an unparseable answer (``UNBALANCED``), so it cannot be
     ignored, and it scores 0."""
+    first = _BOX_RE.search(text)
+    if first is None:
+        return [m.group(1) for m in _BOX_SPACE_RE.finditer(text)]
     close: dict[int, int] = {}
     stack: list[int] = []
-    for m in _BRACE_RE.finditer(text):
+    for m in _BRACE_RE.finditer(text, first.start()):  # braces before the first box cannot close one
         if m.group() == "{":
             stack.append(m.start())
         elif stack:
