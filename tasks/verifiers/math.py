@@ -1,6 +1,6 @@
 """Math answer extraction and checking, shared by the GRPO reward and evaluation.
 
-Extraction (``extract_answers`` / ``extract_final_answer``):
+Extraction (``extract_answers`` / ``extract_final_answer``, in ``math_extract``, linear in the text):
 
 * Only the *answer region* is searched: the text after the last ``</think>`` when the
   completion has one; nothing when a ``<think>`` block is left open (or, with
@@ -15,7 +15,9 @@ Extraction (``extract_answers`` / ``extract_final_answer``):
 Checking (``answers_match`` / ``answers_match_many``), every step bounded:
 
 * in this process: an exact path for plain numbers (integers, decimals, thousands separators,
-  ``a/b`` and ``\\frac{a}{b}``, leading ``$``), normalised string comparison for text answers,
+  ``a/b`` and ``\\frac{a}{b}``, leading ``$``, a unit from ``answer_norm.UNITS``; tolerance only
+  for a decimal against a non-terminating fraction), normalised string comparison for text
+  answers (words are never a number or an expression),
   and the fast LaTeX evaluator (``latex_forms`` over ``latex_fast``: expressions, tuples,
   intervals, sets, lists, degrees, percentages, bases, equations, matrices), which answers only
   when the comparison is clear and bounds its input sizes, exponents and integers;
@@ -23,6 +25,11 @@ Checking (``answers_match`` / ``answers_match_many``), every step bounded:
   after ``mv_pool.TIMEOUT_S`` and scores 0, so sympy never holds this process's GIL; risky
   shapes (exponent towers, huge integers and factorials, integrals, very long answers) score 0
   before reaching it. Both kinds are counted (``notes``; the reward logs them).
+
+Budgets per completion (``score_math_answers``): at most ``MAX_CANDIDATES`` distinct answers
+and ``MAX_VERIFY_PER_COMPLETION`` math-verify comparisons, and none at all once an in-process
+check found one of its answers wrong; per batch, ``budget_s`` for math-verify; callers share
+its workers in turn (``mv_pool``).
 """
 
 from __future__ import annotations
