@@ -30,6 +30,8 @@ _TEXT_ONLY_UNITS = frozenset({"m", "g", "s", "h", "l", "L"})
 def split_unit(s: str) -> tuple[str, bool] | None:
     """``(number part, unit allowed)`` when ``s`` is a number followed by a word or ``\\text{}``
     (``18 dollars``, ``5 \\text{ cm}``, ``5x``), else None. Only ``UNITS`` are allowed."""
+    if len(s) > 100:  # a number and a unit are short; the regex must not see a long text
+        return None
     m = _UNIT_TAIL_RE.match(s.strip())
     if not m:
         return None

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from tasks.verifiers._base import Reward, column, logger
-from tasks.verifiers.math import score_math_answer
+from tasks.verifiers.math import score_math_answers
 
 __all__ = ["CosineLengthReward", "RepetitionPenaltyReward", "SoftOverlongReward"]
 
@@ -97,8 +97,8 @@ class CosineLengthReward(Reward):
         p = self.params
         golds = column(kwargs, p["answer_column"], len(texts))
         out: list[float | None] = []
-        for text, gold, n in zip(texts, golds, _lengths(texts, kwargs, p["length_unit"])):
-            correct = score_math_answer(text, gold, prefilled_think=p["prefilled_think"])
+        verdicts = score_math_answers(texts, golds, prefilled_think=p["prefilled_think"])  # one batch: its budgets
+        for correct, n in zip(verdicts, _lengths(texts, kwargs, p["length_unit"])):
             if correct is None:
                 out.append(None)
                 continue

@@ -70,7 +70,8 @@ __all__ = [
 
 MAX_ANSWER_CHARS = 512
 MAX_CANDIDATES = 4  # distinct final answers a completion may state before it scores 0 unread
-MAX_VERIFY_PER_COMPLETION = 2  # of them, at most this many may need math-verify
+MAX_VERIFY_PER_COMPLETION = 1  # of them, at most this many may need math-verify (a hostile one costs one TIMEOUT_S)
+BATCH_BUDGET_S = 60.0  # math-verify comparisons of one batch not started by then score 0
 
 # ---------------------------------------------------------------- checking
 _RISKY_RE = re.compile(
@@ -140,12 +141,16 @@ def _fast_verdicts(pairs: list[tuple[str | None, Any]], notes: dict | None) -> t
             out[i] = False if _gold_ok(g) else None
             continue
         p = clean_answer(pred)
+        if len(p) > max(MAX_ANSWER_CHARS, 4 * len(g)):  # before any check: none has to scale with it
+            _note(notes, "refused")
+            out[i] = False
+            continue
         out[i] = False if p == UNBALANCED else _fast(p, g)
         if out[i] is not None:
             continue
         if not _gold_ok(g):
             continue
-        if not p or len(p) > max(MAX_ANSWER_CHARS, 4 * len(g)) or _risky(p):
+        if not p or _risky(p):
             _note(notes, "refused")
             out[i] = False
             continue
@@ -204,7 +209,7 @@ def _candidates(text: str, gold: Any, opts: dict, prompt: Any,
 
 
 def score_math_answers(texts: list[str], golds: list, prompts: list | None = None, notes: dict | None = None,
-                       budget_s: float | None = None, **opts: Any) -> list[float | None]:
+                       budget_s: float = BATCH_BUDGET_S, **opts: Any) -> list[float | None]:
     """``score_math_answer`` for many completions at once.
 
     The in-process checks run first; a completion with a wrong answer among them scores 0 with
@@ -286,7 +291,7 @@ class MathAnswerReward(Reward):
         "answer_tag": "answer",
         "min_derivation_chars": 0,
         "answer_column": "answer",
-        "batch_budget_s": 60.0,
+        "batch_budget_s": BATCH_BUDGET_S,
     }
 
     def _validate(self) -> None:

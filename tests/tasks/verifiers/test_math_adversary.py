@@ -56,6 +56,20 @@ def test_many_boxed_answers_needing_math_verify_score_zero_without_it(math):
     assert out == [0.0] and elapsed < 0.5
 
 
+@pytest.mark.parametrize("reward", ["math_answer_reward", "exact_match_reward", "numeric_match_reward",
+                                    "cosine_length_reward"])
+@pytest.mark.parametrize("answer", [("1" + "a" * 1000 + "!") * 100, "\\text{" * 20000 + "a" + "}" * 20000, "1+" * 50000])
+def test_long_answers_never_reach_a_check_that_scales_with_them(reward, answer):
+    out, elapsed = _timed(build_reward(reward), [f"{HONEST}\\boxed{{{answer}}}"], answer=["14"])
+    assert out[0] <= 0.0 and elapsed < 1.0  # 0 (math, match) or a wrong answer's cosine score
+
+
+def test_a_batch_of_completions_each_with_two_slow_answers_costs_no_math_verify():
+    slow = [f"{HONEST}\\boxed{{({9000 + 2 * k}^{{9999}})!}} \\boxed{{({9001 + 2 * k}^{{9999}})!}}" for k in range(8)]
+    out, elapsed = _timed(build_reward("cosine_length_reward"), slow, answer=["4"] * 8)
+    assert all(s < 0 for s in out) and elapsed < 1.0  # was 16 s: each completion's answers one by one
+
+
 def test_a_hostile_batch_cannot_starve_a_reward_running_beside_it(math):
     hostile = [(f"({9900 + k}^{{9999}})!", "4") for k in range(16)]  # each runs into the time limit
     done: list = []
