@@ -73,7 +73,7 @@ def _words(text: str) -> list[str]:
 
 def language_share(text: str, language: str) -> float | None:
     """Share of words in ``text`` written in ``language``'s script; ``None`` when there are none."""
-    text = _CODE_BLOCK.sub(" ", text)
+    text = _CODE_BLOCK.sub(" ", unicodedata.normalize("NFKC", text))  # fullwidth / math-bold letters are letters
     for open_, close in (("\\(", "\\)"), ("\\[", "\\]")):  # linear scans, not lazy regexes
         parts, last = [], 0
         for a, b in spans(text, open_, close):

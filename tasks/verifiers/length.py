@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
 
 from tasks.verifiers._base import Reward, column, logger
@@ -119,7 +120,7 @@ def _tokens(text: str) -> list[str]:
     """Words and punctuation marks as separate tokens (``wait,wait,wait`` is six), over-long
     words cut into ``CHUNK``-letter pieces, so no separator (or its absence) hides a repeat."""
     out: list[str] = []
-    for tok in _TOKEN.findall(text.lower()):
+    for tok in _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold()):  # ｗａｉｔ and 𝐰𝐚𝐢𝐭 are wait
         if len(tok) > 2 * CHUNK:
             out.extend(tok[i:i + CHUNK] for i in range(0, len(tok), CHUNK))
         else:

@@ -127,10 +127,13 @@ def test_reasoning_hidden_in_math_counts_for_the_language_check():
     zh = build_reward("language_consistency_reward", {"language": "zh"})
     hidden = "<think>我们计算 $\\text{then I reason at length in English here}$ 和 $thenmore englishwords$</think>"
     assert zh(completions=[hidden])[0] < 0.5
+    wide = "<think>我们计算 ｔｈｅｎ ｉ ｒｅａｓｏｎ ｉｎ ｅｎｇｌｉｓｈ 𝐰𝐢𝐭𝐡 𝐛𝐨𝐥𝐝 𝐥𝐞𝐭𝐭𝐞𝐫𝐬</think>"  # not a script of its own
+    assert zh(completions=[wide])[0] < 0.5
     assert zh(completions=["<think>我们计算 $x+y=3$ 所以 $2x$ 等于六</think>"]) == [1.0]
 
 
-@pytest.mark.parametrize("spam", ["wait," * 300, "wait" * 300, "Wait!" * 300, "wait\u200b" * 300])
+@pytest.mark.parametrize("spam", ["wait," * 300, "wait" * 300, "Wait!" * 300, "wait\u200b" * 300,
+                                  "wait ｗａｉｔ 𝐰𝐚𝐢𝐭 " * 100])
 def test_repetition_without_spaces_is_penalised(spam):
     out, elapsed = _timed(build_reward("repetition_penalty_reward"), [spam])
     assert out[0] < -0.9 and elapsed < 0.5
