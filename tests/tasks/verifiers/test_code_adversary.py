@@ -18,12 +18,17 @@ from tasks.verifiers import build_reward
 from tests.conftest import descendants
 
 MARK = f"adv_{uuid.uuid4().hex[:8]}"
-WATCHED = [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path.home(), Path.cwd()]
+WATCHED = [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path.home(), Path.cwd(), Path(__file__).parent]
 TIMEOUT = 2.0
 
 
+# every solution below first tries to leave a mark where no run may write, at every level
+PRELUDE = "".join(f"try:\n    open({str(d / MARK)!r}, 'w').write('x')\nexcept OSError:\n    pass\n"
+                  for d in (Path.home(), Path.cwd(), Path(__file__).parent))
+
+
 def _code(src: str) -> str:
-    return f"<think>x</think>\n```python\n{src}\n```"
+    return f"<think>x</think>\n```python\n{PRELUDE}{src}\n```"
 
 
 def _outside() -> list[str]:
