@@ -37,7 +37,7 @@ from fractions import Fraction
 from typing import Any
 
 from tasks.verifiers._base import column, prompt_text
-from tasks.verifiers.answer_norm import TEXT_UNITS_RE, is_text_answer, norm_text, parse_number
+from tasks.verifiers.answer_norm import is_text_answer, norm_text, parse_number, split_unit
 from tasks.verifiers.latex_fast import _eval as eval_node
 from tasks.verifiers.latex_parse import Unsupported, parse_latex
 from tasks.verifiers.mv_pool import TIMED_OUT
@@ -129,7 +129,9 @@ def _number(s: str) -> Fraction | None:
     s = s.strip()
     pct = s.endswith("%")
     s = s.rstrip("%").rstrip("\\").strip() if pct else s
-    parsed = parse_number(s) or parse_number(TEXT_UNITS_RE.sub("", s))
+    parsed = parse_number(s)
+    if parsed is None and (unit := split_unit(s)) is not None and unit[1]:  # "18 dollars"; not "5 million"
+        parsed = parse_number(unit[0])
     return None if parsed is None else parsed[0]
 
 

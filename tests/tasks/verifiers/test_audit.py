@@ -113,20 +113,13 @@ def _embedded_batch():
     return texts, golds
 
 
-@pytest.mark.parametrize("name", ["math_answer_reward", "numeric_match_reward"])
+@pytest.mark.parametrize("name", ["math_answer_reward", "exact_match_reward", "numeric_match_reward"])
 def test_honest_verifier_on_the_embedded_tasks_shows_no_disagreement(name):
+    """exact_match_reward once stripped the minus sign with the punctuation (`5` paid for `-5`);
+    this audit found it on the embedded tasks, and its normaliser now keeps signs."""
     tally = _audit(build_reward(name), *_embedded_batch())
     assert tally.negatives > 50 and tally.positives > 100
     assert tally.false_negatives == tally.false_positives == tally.undecided == 0
-
-
-def test_exact_match_pays_a_dropped_minus_sign():
-    """A finding of the audit: exact_match_reward strips punctuation, the minus sign with it, so
-    `5` matches the gold `-5` and `-5` the gold `5` (the embedded arithmetic has negative results)."""
-    tally = _audit(build_reward("exact_match_reward"), *_embedded_batch())
-    assert tally.false_negatives == 0 and tally.false_positives > 0
-    assert all(d["gold"] != d["answer"] and d["gold"].lstrip("-") == d["answer"].lstrip("-")
-               for d in tally.disagreements)
 
 
 class _StubChat(BaseHTTPRequestHandler):
