@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
-from flows.reporting import artifact_key, flow_recipe, post_table, prefect_tags, run_namer
+from flows.reporting import artifact_key, flow_recipe, post_stage_artifact, post_table, prefect_tags, run_namer
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
 from tasks.eval.evaluate import (
@@ -32,6 +32,7 @@ from tasks.eval.report import comparison_chart, comparison_markdown, comparison_
 from tasks.layout import split_file
 from tasks.recipe import Recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
+from tasks.verifiers.audit_report import audit_markdown, read_audit
 
 
 @task(name="check-benchmarks")
@@ -79,8 +80,9 @@ def evaluate_flow(recipe: Recipe | None = None, checkpoints: list[str] | None = 
     load it with its data, so a broken benchmark fails before any generation; resolve each
     checkpoint (`models:/name@alias` or `/version`, stage or model directory, MLflow run id; no
     checkpoints: the registered champion); evaluate each on every benchmark (an MLflow child run
-    each, cached per checkpoint and evaluation suite); post the comparison (Prefect table, image
-    and markdown artifacts; MLflow table and bar chart). Returns one row of metrics per checkpoint.
+    each, cached per checkpoint and evaluation suite) and post its verifier audit; post the comparison
+    (Prefect table, image and markdown artifacts; MLflow table and bar chart). Returns one row of
+    metrics per checkpoint.
 
     Args:
         recipe: The full typed recipe (advanced). Empty: `base` with `overrides`.
@@ -101,6 +103,8 @@ def evaluate_flow(recipe: Recipe | None = None, checkpoints: list[str] | None = 
         rows = []
         for ckpt in [resolve_checkpoint(r, recipe) for r in refs]:
             out = evaluate_checkpoint(recipe, heldout, ckpt, suite, pid)
+            if audit := read_audit(out.path):
+                post_stage_artifact(recipe.name, out, "\n".join(audit_markdown(audit)))
             rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached,
                          "mlflow_run": ui_link(out.run_id), "path": out.path})
         if rows:

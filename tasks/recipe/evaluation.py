@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from tasks.recipe.audit import EvalAudit
 from tasks.recipe.base import Section
 
 HELDOUT = "heldout"
@@ -114,6 +115,8 @@ class EvaluationSection(Section):
     primary_metric: str = Field("heldout/pass_at_1", description="`<benchmark>/<metric>` that decides promotion.")
     promotion_margin: float = Field(0.0, ge=0, description="Challenger must beat champion by more than this.")
     first_champion: FirstChampion = FirstChampion()
+    audit: EvalAudit = Field(EvalAudit(), description="Re-check a sample of the verifier-scored samples "
+                                                      "(docs/evaluation.md#verifier-audit).")
     vllm: VLLMOptions = Field(VLLMOptions(), title="Advanced: vLLM backend",
                               description="Only read with backend: vllm (GPU).")
 
