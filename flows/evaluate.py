@@ -17,22 +17,16 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
 from flows.reporting import artifact_key, post_table, prefect_tags
+from flows.stage import stage_task
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
-from tasks.eval.evaluate import (
-    benchmark_datasets,
-    checkpoint_model_dir,
-    eval_key,
-    eval_settings,
-    resolve_checkpoint,
-    run_evaluation,
-    suite_key,
-)
+from tasks.eval.evaluate import eval_spec, resolve_checkpoint, suite_key
 from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.layout import split_file
 from tasks.recipe import Recipe
-from tasks.recipe_checks import default_recipe
-from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
+from tasks.recipe_checks import check_recipe, default_recipe
+from tasks.stages import resolve_output
+from tasks.tracking import configure_tracking, ui_link
 
 
 @task(name="check-benchmarks")
@@ -45,20 +39,6 @@ def check_benchmarks_ready(recipe: Recipe, heldout: str | None, skip_heldout: bo
     with tempfile.TemporaryDirectory() as tmp:
         runs = write_benchmarks(cfg, Path(tmp), Path(heldout) if heldout else None, recipe.data.system_prompt)
         return check_benchmarks_load(runs)
-
-
-@task(name="evaluate-checkpoint")
-def evaluate_checkpoint(recipe: Recipe, heldout: str | None, ckpt: StageOutput, suite: str,
-                        parent_run_id: str | None) -> StageOutput:
-    cfg = recipe.evaluation
-    return run_stage(recipe, f"eval-{ckpt.stage}", eval_key(suite, ckpt.key),
-                     lambda out: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out,
-                                                Path(heldout) if heldout else None, recipe.data.system_prompt),
-                     parent_run_id=parent_run_id, inputs=benchmark_datasets(cfg, Path(heldout) if heldout else None),
-                     scored_model=ckpt.model_id, params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
-                     tags={**prefect_tags(), "checkpoint": ckpt.stage, "eval.suite": suite,
-                           "eval.seed": str(cfg.seed), "eval.backend": cfg.backend,
-                           "eval.benchmarks": ",".join(b.name for b in cfg.benchmarks)})
 
 
 @contextlib.contextmanager
@@ -81,6 +61,7 @@ def evaluate_flow(recipe: Recipe = default_recipe(), checkpoints: list[str] | No
     checkpoints: the registered champion); evaluate each on every benchmark (an MLflow child run
     each, cached per checkpoint and evaluation suite); post the comparison (Prefect table, image
     and markdown artifacts; MLflow table and bar chart). Returns one row of metrics per checkpoint."""
+    recipe = check_recipe(recipe)  # before anything is computed or written
     cfg = recipe.evaluation
     configure_tracking(recipe.tracking)
     refs = [f"models:/{recipe.tracking.registered_model}@champion"] if checkpoints is None else checkpoints
@@ -93,7 +74,7 @@ def evaluate_flow(recipe: Recipe = default_recipe(), checkpoints: list[str] | No
         suite = suite_key(cfg, data_out.key if data_out else None, recipe.data.system_prompt)
         rows = []
         for ckpt in [resolve_checkpoint(r, recipe) for r in refs]:
-            out = evaluate_checkpoint(recipe, heldout, ckpt, suite, pid)
+            out = stage_task(recipe, eval_spec(recipe, heldout, ckpt, suite), pid)
             rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached,
                          "mlflow_run": ui_link(out.run_id), "path": out.path})
         if rows:

@@ -13,12 +13,13 @@ from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, prefect_tags
 from flows.sft import sft_flow
 from tasks.eval.evaluate import suite_key
-from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_stage
+from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_checkpoint_name
 from tasks.eval.report import headline_metrics
 from tasks.lineage import flush_into_run
 from tasks.recipe import Recipe
-from tasks.recipe_checks import default_recipe
-from tasks.tracking import StageOutput, configure_tracking, flatten, run_liveness, ui_link
+from tasks.recipe_checks import check_recipe, default_recipe
+from tasks.stages import StageOutput
+from tasks.tracking import configure_tracking, flatten, run_liveness, ui_link
 from tasks.train.grpo import check_stage_rewards
 
 
@@ -36,7 +37,8 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
     cfg = recipe.evaluation
     suite = suite_key(cfg, data.key, recipe.data.system_prompt)
     refs, champ_version = evaluation_refs(recipe, checkpoints, suite)
-    rechecked = champ_version and registry_stage(recipe.tracking.registered_model, champ_version)
+    # The champion's rows, when it is evaluated again under this suite, are named after its version.
+    champion = champ_version and registry_checkpoint_name(recipe.tracking.registered_model, champ_version)
     rows = evaluate_flow(recipe, refs, data.path, pid)
     shown = list(dict.fromkeys([cfg.primary_metric, *headline_metrics(cfg, rows).values()]))
     for r in rows:
@@ -44,7 +46,7 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
     final = next((r for r in rows if r["checkpoint"] == checkpoints[-1].stage), None)
     if final is None:
         return rows, None
-    champ_value = next((r.get(cfg.primary_metric) for r in rows if rechecked and r["checkpoint"] == rechecked), None)
+    champ_value = next((r.get(cfg.primary_metric) for r in rows if champion and r["checkpoint"] == champion), None)
     return rows, promote_model(recipe, checkpoints[-1], final, suite, champ_value, champ_version)
 
 
@@ -57,6 +59,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
     current one on the primary metric within one evaluation suite. Stage outputs are cached by
     content, so an unchanged re-run finishes in seconds and a changed GRPO setting re-runs only
     GRPO and evaluation."""
+    recipe = check_recipe(recipe)  # before anything is computed or written
     configure_tracking(recipe.tracking)
     with (run_liveness(recipe.tracking) as alive,  # held until after the run ends
           mlflow.start_run(run_name=f"pipeline-{recipe.name}", tags={**prefect_tags(), "stage": "pipeline", **alive}) as run):

@@ -7,7 +7,8 @@ import re
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from tasks.tracking import StageOutput, ui_link
+from tasks.stages import StageOutput
+from tasks.tracking import ui_link
 
 
 def prefect_tags() -> dict[str, str]:

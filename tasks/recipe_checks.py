@@ -171,20 +171,44 @@ def _check_files(recipe: Recipe) -> list[str]:
     return problems
 
 
+def _raise_if(problems: list[str]) -> None:
+    if problems:
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
+
+
+def _problems(recipe: Recipe, allow_missing: bool) -> list[str]:
+    """Every check beyond the schema; this machine's packages and devices once the recipe is sound."""
+    problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
+                + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
+    return problems or ([] if allow_missing else environment_problems(recipe))
+
+
 def validate_recipe(raw: dict, allow_missing: bool = False) -> Recipe:
     """A Recipe from a raw dict, or one RecipeError that lists every problem. `allow_missing`
     skips the packages and devices this machine lacks (a GPU recipe checked on a laptop)."""
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as e:
-        lines = [_describe(err) for err in e.errors()]
-        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
-    problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
-                + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
-    if not problems and not allow_missing:  # this machine, once the recipe itself is sound
-        problems = environment_problems(recipe)
-    if problems:
-        raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
+        _raise_if([_describe(err) for err in e.errors()])
+    _raise_if(_problems(recipe, allow_missing))
+    return recipe
+
+
+#: Recipes (by their full JSON, secrets included) that passed `check_recipe` in this process.
+_PASSED: set[str] = set()
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """The gate every way in passes first (each flow, so the Prefect form, deployments,
+    schedules, triggers and Python; the CLI through `load_recipe`): every check of
+    `validate_recipe`, with the same messages, before anything is computed or written. A
+    recipe that passed once in this process is not checked again (a pipeline's sub-flows)."""
+    if not isinstance(recipe, Recipe):  # a dict from Python that skipped Prefect's parameter check
+        return validate_recipe(recipe)
+    seen = recipe.model_dump_json(context={"secrets": True})
+    if seen not in _PASSED:
+        _raise_if(_problems(recipe, allow_missing=False))
+        _PASSED.add(seen)
     return recipe
 
 

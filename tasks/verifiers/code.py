@@ -147,7 +147,7 @@ class CodeReward(Reward):
 
     def score_batch(self, texts, prompts, kwargs):
         p = self.params
-        plan = []  # per completion: None (no runnable test) | 0.0 (no code) | (start, count)
+        slots = []  # per completion: None (no runnable test) | 0.0 (no code) | (start, count) in `plans`
         jobs: list[dict] = []
         plans: list[JudgePlan] = []
         cache: dict = {}
@@ -157,13 +157,13 @@ class CodeReward(Reward):
             bad += row_bad
             if not row_plans:
                 no_tests += 1
-                plan.append(None)
+                slots.append(None)
                 continue
             code = extract_code(text, p["language"])
             if code is None:
-                plan.append(0.0)
+                slots.append(0.0)
                 continue
-            plan.append((len(plans), len(row_plans)))
+            slots.append((len(plans), len(row_plans)))
             plans += row_plans
             jobs += [{**tp.job, "code": code} for tp in row_plans]
         passed: list[bool] = []
@@ -174,7 +174,7 @@ class CodeReward(Reward):
             self.stats["isolation"] = pool.isolation
             self.stats["timeouts"] += sum(r["status"] == "timeout" for r in replies)
         out: list[float | None] = []
-        for item in plan:
+        for item in slots:
             if not isinstance(item, tuple):
                 out.append(item)
                 continue

@@ -90,7 +90,7 @@ def test_pipeline_promotion_re_evaluates_a_champion_scored_under_other_settings(
     import shutil
 
     from flows.pipeline import evaluate_and_promote
-    from tasks.tracking import StageOutput
+    from tasks.stages import StageOutput
 
     final = StageOutput(stage="grpo-stage-1", key="k", path=str(tmp_path))  # a finished GRPO stage's directory
     shutil.copytree(tiny_model_dir, tmp_path / "model")
