@@ -25,7 +25,7 @@ from tests.e2e.test_browser import (  # noqa: F401  (fixtures: pytest finds them
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-TYPO = "grpo.stages.0.trainer.learning_rat: not a field of TRL GRPOConfig (did you mean 'learning_rate'?)"
+TYPO = "grpo.stages.0.trainer.learning_rat: not a field of TRL GRPOConfig; did you mean 'learning_rate'?"
 
 
 def test_a_bad_recipe_from_the_form_fails_first_with_every_problem(stack, page):  # noqa: F811

@@ -21,7 +21,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
-PROBLEMS = ("grpo.stages.0.trainer.learning_rat: not a field of TRL GRPOConfig (did you mean 'learning_rate'?)",
+PROBLEMS = ("grpo.stages.0.trainer.learning_rat: not a field of TRL GRPOConfig; did you mean 'learning_rate'?",
             "data.sources.1.name: file not found: ")
 
 
