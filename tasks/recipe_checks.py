@@ -191,24 +191,30 @@ def validate_recipe(raw: dict, allow_missing: bool = False) -> Recipe:
     except ValidationError as e:
         _raise_if([_describe(err) for err in e.errors()])
     _raise_if(_problems(recipe, allow_missing))
+    if not allow_missing:
+        _PASSED.add(_identity(recipe))
     return recipe
 
 
-#: Recipes (by their full JSON, secrets included) that passed `check_recipe` in this process.
+#: Recipes that passed every check, this machine's included, in this process (`_identity`).
 _PASSED: set[str] = set()
+
+
+def _identity(recipe: Recipe) -> str:
+    return recipe.model_dump_json(context={"secrets": True})
 
 
 def check_recipe(recipe: Recipe) -> Recipe:
     """The gate every way in passes first (each flow, so the Prefect form, deployments,
     schedules, triggers and Python; the CLI through `load_recipe`): every check of
     `validate_recipe`, with the same messages, before anything is computed or written. A
-    recipe that passed once in this process is not checked again (a pipeline's sub-flows)."""
+    recipe that passed once in this process (`rlvr run`'s load, a pipeline's sub-flows) is not
+    checked again."""
     if not isinstance(recipe, Recipe):  # a dict from Python that skipped Prefect's parameter check
         return validate_recipe(recipe)
-    seen = recipe.model_dump_json(context={"secrets": True})
-    if seen not in _PASSED:
+    if _identity(recipe) not in _PASSED:
         _raise_if(_problems(recipe, allow_missing=False))
-        _PASSED.add(seen)
+        _PASSED.add(_identity(recipe))
     return recipe
 
 
