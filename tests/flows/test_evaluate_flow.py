@@ -81,7 +81,7 @@ def test_a_broken_benchmark_fails_before_any_generation(recipe, tmp_path):
     broken = recipe.model_copy(deep=True)
     broken.evaluation.benchmarks[0].path = str(missing)
     before = len(mlflow.search_runs(filter_string="tags.stage LIKE 'eval-%'", output_format="list"))
-    with pytest.raises(RecipeError, match=f"evaluation.benchmarks.0 \\(arith\\): arith: jsonl: file not found: {missing}"):
+    with pytest.raises(RecipeError, match=f"evaluation.benchmarks.0 \\(arith\\): jsonl: file not found: {missing}"):
         evaluate_flow(broken)  # the recipe gate, as `rlvr validate` says it
     assert len(mlflow.search_runs(filter_string="tags.stage LIKE 'eval-%'", output_format="list")) == before
 
