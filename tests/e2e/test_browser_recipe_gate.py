@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.test_browser import (  # noqa: F401  (fixtures: pytest finds them by name here)
+    _client,
     _pipeline_runs,
     _wait_for_final_state,
     _wait_for_new_run,
@@ -54,8 +55,6 @@ def test_a_bad_recipe_from_the_form_fails_first_with_every_problem(stack, page):
     flow_run = _wait_for_new_run(stack, "tiny-bad", before, timeout_s=180)
 
     assert _wait_for_final_state(stack, flow_run.id, timeout_s=300) == "Failed"
-    from tests.e2e.test_browser import _client
-
     with _client(stack) as client:
         message = client.read_flow_run(flow_run.id).state.message
     assert TYPO in message and f"data.sources.1.name: file not found: {missing}" in message, message
