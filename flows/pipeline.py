@@ -18,7 +18,7 @@ from tasks.eval.report import headline_metrics
 from tasks.lineage import flush_into_run
 from tasks.recipe import Recipe
 from tasks.recipe_checks import check_recipe, default_recipe
-from tasks.stages import StageOutput
+from tasks.stages import StageOutput, stage_name
 from tasks.tracking import configure_tracking, flatten, run_liveness, ui_link
 from tasks.train.grpo import check_stage_rewards
 
@@ -80,7 +80,7 @@ def pipeline_flow(recipe: Recipe = default_recipe()) -> dict:
     stages = [data, *checkpoints]
     summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision, "data": str(data.path),
                "checkpoints": {c.stage: c.path for c in checkpoints},
-               "cached": sorted([s.stage for s in stages if s.cached] + [f"eval-{r['checkpoint']}" for r in rows if r["cached"]])}
+               "cached": sorted([s.stage for s in stages if s.cached] + [stage_name("eval", r["checkpoint"]) for r in rows if r["cached"]])}
     create_markdown_artifact(
         f"# Pipeline `{recipe.name}`\n\nMLflow parent run: [{pid}]({ui_link(pid)})\n\n"
         + "\n".join(f"- {r['checkpoint']}: {metric} = {r.get(metric, float('nan')):.4f}" for r in rows)
