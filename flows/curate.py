@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 
-from flows.progress import progress_hook
-from flows.reporting import flow_recipe, post_stage_artifact, post_table, prefect_tags, run_namer
-from tasks.data.curate import curate, data_key, log_splits
-from tasks.data.decontaminate import benchmark_sources
+from flows.reporting import flow_recipe, post_stage_artifact, post_table, run_namer
+from flows.stage import stage_task
+from tasks.data.curate import curate_spec
 from tasks.recipe import Recipe
-from tasks.tracking import StageOutput, configure_tracking, run_stage
-
-
-@task(name="curate-data")
-def curate_data(recipe: Recipe, parent_run_id: str | None) -> StageOutput:
-    def body(out_dir):
-        stats = curate(recipe.data, out_dir, model_path=recipe.model.name_or_path,
-                       benchmarks=benchmark_sources(recipe), progress=progress_hook(recipe.name, "data"))
-        log_splits(out_dir)
-        return stats
-
-    return run_stage(recipe, "data", data_key(recipe), body, parent_run_id=parent_run_id,
-                     params={"data": recipe.data.model_dump(mode="json")}, tags=prefect_tags())
+from tasks.stages import StageOutput
+from tasks.tracking import configure_tracking
 
 
 def _counts(metrics: dict[str, float], prefix: str, suffix: str = "") -> list[dict]:
@@ -47,7 +35,7 @@ def curate_flow(recipe: Recipe | None = None, parent_run_id: str | None = None, 
     """
     recipe = flow_recipe(recipe, base, overrides)
     configure_tracking(recipe.tracking)
-    out = curate_data(recipe, parent_run_id)
+    out = stage_task(recipe, curate_spec(recipe), parent_run_id)
     post_stage_artifact(recipe.name, out, "Curated splits; every rejected row is in `quarantine.jsonl` with a reason.")
     post_table(recipe.name, "data-quarantine", _counts(out.metrics, "quarantine/") or [{"name": "none", "rows": 0}],
                "rows quarantined per reason")

@@ -17,21 +17,15 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
 from flows.reporting import artifact_key, flow_recipe, post_stage_artifact, post_table, prefect_tags, run_namer
+from flows.stage import stage_task
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
-from tasks.eval.evaluate import (
-    benchmark_datasets,
-    checkpoint_model_dir,
-    eval_key,
-    eval_settings,
-    resolve_checkpoint,
-    run_evaluation,
-    suite_key,
-)
+from tasks.eval.evaluate import eval_spec, resolve_checkpoint, suite_key
 from tasks.eval.report import comparison_chart, comparison_markdown, comparison_rows, headline_metrics
 from tasks.layout import split_file
 from tasks.recipe import Recipe
-from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
+from tasks.stages import resolve_output
+from tasks.tracking import configure_tracking, ui_link
 from tasks.verifiers.audit_report import audit_markdown, read_audit
 
 
@@ -45,20 +39,6 @@ def check_benchmarks_ready(recipe: Recipe, heldout: str | None, skip_heldout: bo
     with tempfile.TemporaryDirectory() as tmp:
         runs = write_benchmarks(cfg, Path(tmp), Path(heldout) if heldout else None, recipe.data.system_prompt)
         return check_benchmarks_load(runs)
-
-
-@task(name="evaluate-checkpoint")
-def evaluate_checkpoint(recipe: Recipe, heldout: str | None, ckpt: StageOutput, suite: str,
-                        parent_run_id: str | None) -> StageOutput:
-    cfg = recipe.evaluation
-    return run_stage(recipe, f"eval-{ckpt.stage}", eval_key(suite, ckpt.key),
-                     lambda out: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out,
-                                                Path(heldout) if heldout else None, recipe.data.system_prompt),
-                     parent_run_id=parent_run_id, inputs=benchmark_datasets(cfg, Path(heldout) if heldout else None),
-                     scored_model=ckpt.model_id, params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
-                     tags={**prefect_tags(), "checkpoint": ckpt.stage, "eval.suite": suite,
-                           "eval.seed": str(cfg.seed), "eval.backend": cfg.backend,
-                           "eval.benchmarks": ",".join(b.name for b in cfg.benchmarks)})
 
 
 @contextlib.contextmanager
@@ -102,7 +82,7 @@ def evaluate_flow(recipe: Recipe | None = None, checkpoints: list[str] | None = 
         suite = suite_key(cfg, data_out.key if data_out else None, recipe.data.system_prompt)
         rows = []
         for ckpt in [resolve_checkpoint(r, recipe) for r in refs]:
-            out = evaluate_checkpoint(recipe, heldout, ckpt, suite, pid)
+            out = stage_task(recipe, eval_spec(recipe, heldout, ckpt, suite), pid)
             if audit := read_audit(out.path):
                 post_stage_artifact(recipe.name, out, "\n".join(audit_markdown(audit)))
             rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached,

@@ -15,7 +15,7 @@ from prefect.exceptions import MissingResult
 from flows.evaluate import evaluate_flow
 from tasks.recipe import Recipe
 from tasks.recipe_checks import form_recipe
-from tasks.tracking import StageOutput
+from tasks.stages import StageOutput, stage_kind
 
 
 def training_outputs(training_run: str) -> tuple[Recipe, str | None, list[StageOutput]]:
@@ -43,6 +43,6 @@ def evaluate_training_flow(training_run: str) -> list[dict]:
     outputs it returned, trained or reused from the cache); evaluate the checkpoints the
     recipe's `evaluation.checkpoints` selects with evaluate_flow, under the same recipe."""
     recipe, data, outputs = training_outputs(training_run)
-    wanted = [o.path for o in outputs if o.stage.split("-")[0] in recipe.evaluation.checkpoints]
+    wanted = [o.path for o in outputs if stage_kind(o.stage) in recipe.evaluation.checkpoints]
     get_run_logger().info("evaluating %d checkpoint(s) of %s: %s", len(wanted), training_run, wanted)
     return evaluate_flow(recipe, wanted, data)

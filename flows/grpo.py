@@ -5,44 +5,22 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 
 from flows.curate import curate_flow
-from flows.progress import training_progress
-from flows.reporting import flow_recipe, post_stage_artifact, post_table, prefect_tags, run_namer
+from flows.reporting import flow_recipe, post_stage_artifact, post_table, run_namer
 from flows.sft import sft_flow
+from flows.stage import stage_task
 from tasks.eval.evaluate import resolve_checkpoint
-from tasks.layout import PLOTS_DIR, split_file
+from tasks.layout import PLOTS_DIR
 from tasks.recipe import GRPOStage, Recipe
-from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage
-from tasks.train.difficulty import difficulty_key, filter_stage_rows
-from tasks.train.grpo import grpo_key, run_grpo_stage
+from tasks.stages import StageOutput, resolve_output
+from tasks.tracking import configure_tracking
+from tasks.train.difficulty import difficulty_spec
+from tasks.train.grpo import grpo_spec
 from tasks.train.monitors import read_trips
 from tasks.train.plots import PANELS
 from tasks.verifiers.audit_report import audit_markdown, read_audit
-
-
-@task(name="train-grpo-stage")
-def train_grpo_stage(recipe: Recipe, index: int, data: StageOutput, init: StageOutput,
-                     parent_run_id: str | None) -> StageOutput:
-    stage: GRPOStage = recipe.grpo.stages[index]
-    on_line = get_run_logger().info  # multi-process workers' output streams into this task's log
-    return run_stage(recipe, f"grpo-{stage.name}", grpo_key(recipe, index, data.key, init.key),
-                     lambda out: run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=on_line,
-                                                callbacks=training_progress(recipe.name, f"grpo-{stage.name}")),
-                     parent_run_id=parent_run_id, params={"grpo": stage.model_dump(mode="json")},
-                     tags=prefect_tags(), inputs={"grpo": split_file(data.path, "grpo")}, init_model=init.model_id)
-
-
-@task(name="filter-by-pass-rate")
-def filter_stage_data(recipe: Recipe, index: int, data: StageOutput, init: StageOutput,
-                      parent_run_id: str | None) -> StageOutput:
-    """The stage's rows whose pass rate under its starting policy lies in the band (grpo.difficulty)."""
-    stage: GRPOStage = recipe.grpo.stages[index]
-    return run_stage(recipe, f"difficulty-{stage.name}", difficulty_key(recipe, index, data.key, init.key),
-                     lambda out: filter_stage_rows(recipe, stage, data.path, init.path, out),
-                     parent_run_id=parent_run_id, params={"difficulty": recipe.grpo.difficulty.model_dump(mode="json")},
-                     tags=prefect_tags(), inputs={"grpo": split_file(data.path, "grpo")}, init_model=init.model_id)
 
 
 @flow(name="grpo", flow_run_name=run_namer("grpo"))
@@ -68,10 +46,10 @@ def grpo_flow(recipe: Recipe | None = None, data: str | None = None, init: str |
     for i, stage in enumerate(recipe.grpo.stages):
         stage_data = data_out
         if recipe.grpo.difficulty.enabled:
-            stage_data = filter_stage_data(recipe, i, data_out, start, parent_run_id)
+            stage_data = stage_task(recipe, difficulty_spec(recipe, i, data_out, start), parent_run_id)
             post_stage_artifact(recipe.name, stage_data, f"Pass-rate filter for `{stage.name}`; rejected rows "
                                 "are in `quarantine.jsonl` with their pass rate.")
-        start = train_grpo_stage(recipe, i, stage_data, start, parent_run_id)
+        start = stage_task(recipe, grpo_spec(recipe, i, stage_data, start), parent_run_id)
         post_grpo_report(recipe, stage, start)
         outputs.append(start)
     return outputs

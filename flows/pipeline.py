@@ -16,7 +16,7 @@ from flows.grpo import grpo_flow
 from flows.reporting import artifact_key, flow_recipe, prefect_tags, run_namer
 from flows.sft import sft_flow
 from tasks.eval.evaluate import suite_key
-from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_stage
+from tasks.eval.promote import evaluation_refs, promote_checkpoint, registry_checkpoint_name
 from tasks.eval.report import headline_metrics
 from tasks.lineage import flush_into_run
 from tasks.ops.run_notes import (
@@ -29,7 +29,8 @@ from tasks.ops.run_notes import (
     warnings_markdown,
 )
 from tasks.recipe import Recipe
-from tasks.tracking import StageOutput, configure_tracking, flatten, run_liveness, ui_link
+from tasks.stages import StageOutput, stage_name
+from tasks.tracking import configure_tracking, flatten, run_liveness, ui_link
 from tasks.train.grpo import check_stage_rewards
 
 
@@ -47,7 +48,8 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
     cfg = recipe.evaluation
     suite = suite_key(cfg, data.key, recipe.data.system_prompt)
     refs, champ_version = evaluation_refs(recipe, checkpoints, suite)
-    rechecked = champ_version and registry_stage(recipe.tracking.registered_model, champ_version)
+    # The champion's rows, when it is evaluated again under this suite, are named after its version.
+    champion = champ_version and registry_checkpoint_name(recipe.tracking.registered_model, champ_version)
     rows = evaluate_flow(recipe, refs, data.path, pid)
     shown = list(dict.fromkeys([cfg.primary_metric, *headline_metrics(cfg, rows).values()]))
     for r in rows:
@@ -55,7 +57,7 @@ def evaluate_and_promote(recipe: Recipe, data: StageOutput, checkpoints: list[St
     final = next((r for r in rows if r["checkpoint"] == checkpoints[-1].stage), None)
     if final is None:
         return rows, None
-    champ_value = next((r.get(cfg.primary_metric) for r in rows if rechecked and r["checkpoint"] == rechecked), None)
+    champ_value = next((r.get(cfg.primary_metric) for r in rows if champion and r["checkpoint"] == champion), None)
     base_value = next((r.get(cfg.primary_metric) for r in rows if r["checkpoint"] == "base"), None)
     return rows, promote_model(recipe, checkpoints[-1], final, suite, champ_value, champ_version, base_value)
 
@@ -110,7 +112,7 @@ def _pipeline_steps(recipe: Recipe, pid: str) -> dict:
     stages = [data, *checkpoints]
     summary = {"parent_run_id": pid, "evaluation": rows, "promotion": decision, "data": str(data.path),
                "checkpoints": {c.stage: c.path for c in checkpoints}, "monitor_warnings": warnings,
-               "cached": sorted([s.stage for s in stages if s.cached] + [f"eval-{r['checkpoint']}" for r in rows if r["cached"]])}
+               "cached": sorted([s.stage for s in stages if s.cached] + [stage_name("eval", r["checkpoint"]) for r in rows if r["cached"]])}
     post_summary(recipe, pid, rows, decision, warnings)
     return summary
 

@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.reporting import artifact_key
-from tasks.progress import ProgressHook, StepClock, trainer_progress
+from tasks.progress import ProgressHook, StepClock
 
 
 def progress_hook(recipe_name: str, stage: str, every_s: float = 5.0) -> ProgressHook:
@@ -34,8 +34,3 @@ def progress_hook(recipe_name: str, stage: str, every_s: float = 5.0) -> Progres
         logger.info(line)
 
     return hook
-
-
-def training_progress(recipe_name: str, stage: str) -> list:
-    """The trainer callbacks a training task hands to TRL: progress shown in the Prefect UI."""
-    return [trainer_progress(stage, progress_hook(recipe_name, stage))]

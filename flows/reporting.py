@@ -13,7 +13,8 @@ from prefect.runtime import flow_run
 from tasks.ops.run_notes import pipeline_run_name, run_source_tags, set_run_source
 from tasks.recipe import Recipe
 from tasks.recipe_checks import apply_overrides, base_recipe_file, form_recipe
-from tasks.tracking import StageOutput, ui_link
+from tasks.stages import StageOutput
+from tasks.tracking import ui_link
 
 
 def prefect_tags() -> dict[str, str]:

@@ -6,10 +6,10 @@ the order each repeat, GRPO stage 1 trains `--steps` steps from that checkpoint 
 pipeline (`run_grpo_stage` in `run_stage`) twice: with the recipe's audit settings and with
 `audit.enabled: false`. Reported:
 
-- the audit's own share of step time inside each audited run: `timing/audit_s` (re-check seconds
-  per optimizer step, measured around the re-checks) over `timing/step_s`, from the same run's
+- the audit's own share of step time inside each audited run: `time/audit` (re-check seconds
+  per optimizer step, measured around the re-checks) over `time/step`, from the same run's
   MLflow history, so the machine's load moves numerator and denominator alike;
-- side by side: the wall seconds and the mean `timing/step_s` of audited over unaudited runs
+- side by side: the wall seconds and the mean `time/step` of audited over unaudited runs
   (noisy on a shared machine: read it with the load average printed beside it);
 - the audit's counts (checked, false negatives / positives) of the audited runs.
 
@@ -38,7 +38,8 @@ from measurements.grpo_overhead import prepare  # noqa: E402
 from tasks.layout import split_file  # noqa: E402
 from tasks.lineage import BACKGROUND  # noqa: E402
 from tasks.recipe_checks import load_recipe  # noqa: E402
-from tasks.tracking import configure_tracking, run_stage  # noqa: E402
+from tasks.stages import StageOutput, StageSpec, run_stage  # noqa: E402
+from tasks.tracking import configure_tracking  # noqa: E402
 from tasks.train.grpo import run_grpo_stage  # noqa: E402
 
 TARGET = 0.05
@@ -53,13 +54,14 @@ def run_side(recipe, audited: bool, data: Path, init: Path, init_model: str, key
     stage = recipe.grpo.stages[0].model_copy(deep=True)
     stage.audit = stage.audit.model_copy(update={"enabled": audited})
     t0 = time.perf_counter()
-    out = run_stage(recipe, "grpo-audit-cost", key, lambda o: run_grpo_stage(recipe, stage, data, init, o),
-                    inputs={"grpo": split_file(data, "grpo")}, init_model=init_model)
+    start = StageOutput(stage="init", key="init", path=str(init), model_id=init_model)
+    out = run_stage(recipe, StageSpec("grpo-audit-cost", key, lambda o, hooks: run_grpo_stage(recipe, stage, data, init, o),
+                                      inputs={"grpo": split_file(data, "grpo")}, init=start))
     BACKGROUND.flush()
     wall = time.perf_counter() - t0
     client, rid = mlflow.MlflowClient(), out.run_id
     last = client.get_run(rid).data.metrics
-    return {"wall_s": wall, "step_s": history_mean(rid, "timing/step_s"), "audit_s": history_mean(rid, "timing/audit_s"),
+    return {"wall_s": wall, "step_s": history_mean(rid, "time/step"), "audit_s": history_mean(rid, "time/audit"),
             "checked": last.get("audit/negatives_checked", 0) + last.get("audit/positives_checked", 0),
             "false_negatives": last.get("audit/false_negatives", 0), "false_positives": last.get("audit/false_positives", 0),
             "load": os.getloadavg()[0]}

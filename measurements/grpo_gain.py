@@ -35,8 +35,7 @@ from pathlib import Path
 from tasks.data.cold_start import reasoning_of
 from tasks.data.curate import read_split
 from tasks.recipe_checks import load_recipe
-from tasks.reproducibility import provenance
-from tasks.tracking import set_embedded_env
+from tasks.reproducibility import provenance, set_embedded_env
 from tasks.verifiers import build_reward
 from tasks.verifiers.rows import repeat_columns, reward_columns
 

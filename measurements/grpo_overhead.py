@@ -9,7 +9,7 @@ cold-start SFT (so completions look like the real run's: a format, an answer to 
 alternating the order each repeat, both sides train GRPO stage 1 for `--steps` steps from that
 checkpoint with the same GRPOConfig (the recipe's `trainer:` map over the pipeline's defaults,
 `report_to: mlflow` into an active run on both sides):
-- pipeline: `tasks.train.grpo.run_grpo_stage` inside `tasks.tracking.run_stage` with the GRPO flow's
+- pipeline: `tasks.train.grpo.run_grpo_stage` inside `tasks.stages.run_stage` with the GRPO flow's
   lineage (concurrent rewards, monitors, canary baseline, sample tables, rollout traces, timing
   metrics, plots, the dataset and model inputs, the checkpoint as a LoggedModel, result
   bookkeeping), timed until the background lineage thread has finished too;
@@ -45,7 +45,8 @@ from tasks.data.curate import curate, read_split
 from tasks.layout import model_dir, split_file
 from tasks.lineage import BACKGROUND, log_checkpoint
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import configure_tracking, run_stage
+from tasks.stages import StageOutput, StageSpec, run_stage
+from tasks.tracking import configure_tracking
 from tasks.train.common import trainer_defaults
 from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary
 from tasks.train.presets import stage_rewards, stage_trainer_fields
@@ -94,8 +95,9 @@ def run_plain(recipe, stage, data: Path, init: Path, out: Path) -> float:
 
 def run_pipeline(recipe, stage, data: Path, init: Path, init_model: str, key: str) -> tuple[float, dict]:
     t0, lineage0 = time.perf_counter(), BACKGROUND.cpu_s
-    out = run_stage(recipe, "grpo-bench", key, lambda o: run_grpo_stage(recipe, stage, data, init, o),
-                    inputs={"grpo": split_file(data, "grpo")}, init_model=init_model)  # as flows/grpo.py
+    start = StageOutput(stage="init", key="init", path=str(init), model_id=init_model)
+    out = run_stage(recipe, StageSpec("grpo-bench", key, lambda o, hooks: run_grpo_stage(recipe, stage, data, init, o),
+                                      inputs={"grpo": split_file(data, "grpo")}, init=start))  # as grpo_spec
     failures = BACKGROUND.flush()
     assert not failures, failures
     return time.perf_counter() - t0, {**out.metrics, "lineage_cpu_s": BACKGROUND.cpu_s - lineage0}

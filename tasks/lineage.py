@@ -19,7 +19,7 @@
 
 Everything queued runs on one daemon thread in submission order, each job with a client on the
 tracking URI that was current when it was queued; MLflow exports the traces on that thread too
-(`MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false` in tasks.tracking.OFFLINE_ENV: a second queue would
+(`MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false` in tasks.reproducibility.OFFLINE_ENV: a second queue would
 only add its own polling delay to every flush). A failing job is logged as a warning and
 counted; it never raises into training. `flush()` waits for the queue (atexit does too).
 """

@@ -172,20 +172,50 @@ def _check_files(recipe: Recipe) -> list[str]:
     return problems
 
 
+def _raise_if(problems: list[str]) -> None:
+    if problems:
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
+
+
+def _problems(recipe: Recipe, allow_missing: bool) -> list[str]:
+    """Every check beyond the schema; this machine's packages and devices once the recipe is sound."""
+    problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
+                + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
+    return problems or ([] if allow_missing else environment_problems(recipe))
+
+
 def validate_recipe(raw: dict, allow_missing: bool = False) -> Recipe:
     """A Recipe from a raw dict, or one RecipeError that lists every problem. `allow_missing`
     skips the packages and devices this machine lacks (a GPU recipe checked on a laptop)."""
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as e:
-        lines = [_describe(err) for err in e.errors()]
-        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
-    problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
-                + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
-    if not problems and not allow_missing:  # this machine, once the recipe itself is sound
-        problems = environment_problems(recipe)
-    if problems:
-        raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
+        _raise_if([_describe(err) for err in e.errors()])
+    _raise_if(_problems(recipe, allow_missing))
+    if not allow_missing:
+        _PASSED.add(_identity(recipe))
+    return recipe
+
+
+#: Recipes that passed every check, this machine's included, in this process (`_identity`).
+_PASSED: set[str] = set()
+
+
+def _identity(recipe: Recipe) -> str:
+    return recipe.model_dump_json(context={"secrets": True})
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """The gate every way in passes first (each flow, so the Prefect form, deployments,
+    schedules, triggers and Python; the CLI through `load_recipe`): every check of
+    `validate_recipe`, with the same messages, before anything is computed or written. A
+    recipe that passed once in this process (`rlvr run`'s load, a pipeline's sub-flows) is not
+    checked again."""
+    if not isinstance(recipe, Recipe):  # a dict from Python that skipped Prefect's parameter check
+        return validate_recipe(recipe)
+    if _identity(recipe) not in _PASSED:
+        _raise_if(_problems(recipe, allow_missing=False))
+        _PASSED.add(_identity(recipe))
     return recipe
 
 
@@ -233,7 +263,7 @@ def form_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -
         if overrides:
             recipe = validate_recipe(apply_overrides(recipe.model_dump(mode="json", context={"secrets": True}),
                                                      overrides))
-        return recipe, base
+        return check_recipe(recipe), base
     path = base_recipe_file(base)
     source = str(path.relative_to(CONFIGS.parent)) if path.is_relative_to(CONFIGS.parent) else str(path)
     return load_recipe(path, overrides), source

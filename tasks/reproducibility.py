@@ -39,6 +39,29 @@ def pin_cpu_math() -> None:
         os.environ.setdefault(k, v)
 
 
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    # Trace ids from a private RNG: stages seed `random` alike, so two runs would write the same trace ids.
+    "MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR": "true",
+    # Rollout traces are written on tasks.lineage's background thread already: export them there.
+    "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
+}
+# What every process of an embedded run starts with: offline, and the same CPU math everywhere.
+EMBEDDED_ENV = {**OFFLINE_ENV, **CPU_MATH_ENV}
+
+
+def set_embedded_env() -> None:
+    """Embedded mode: nothing may reach a hub, CPU math is pinned; user-set values win."""
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    pin_cpu_math()
+
+
 def seed_and_pin(seed: int) -> None:
     """Seed every generator and fix torch's threads and algorithms for one stage."""
     import torch

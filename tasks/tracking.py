@@ -1,12 +1,9 @@
-"""MLflow and stage lifecycle helpers, written once for every stage.
+"""MLflow plumbing: the store and experiment, runs left behind by dead processes, run liveness,
+metric and param names MLflow accepts, dataset inputs, UI links.
 
     configure_tracking(recipe.tracking)                 # sqlite store under runs_dir by default
-    out = run_stage(recipe, "sft", key, body, parent_run_id=pid, params={...})
 
-`run_stage` is the shared life of a stage: a content-addressed output directory (a finished
-one is reused, which is the cross-run cache), seeding, an MLflow child run that is marked
-FAILED with whatever it logged when the body raises, and a `result.json` that later stages
-and other runs read as the stage's reference.
+The life of a stage (its directory, cache, MLflow run, seed, body, result) is tasks/stages.py.
 """
 
 from __future__ import annotations
@@ -16,55 +13,17 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from tasks.layout import RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
-from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_inputs, log_scores
+from tasks.lineage import jsonl_dataset_input, log_inputs
 from tasks.locking import file_lock, try_lock
 from tasks.ops.run_notes import tag_experiment_kind
-from tasks.recipe import Recipe, TrackingSection
-from tasks.redact import redact
-from tasks.reproducibility import CPU_MATH_ENV, pin_cpu_math, provenance, seed_and_pin
+from tasks.recipe import TrackingSection
+from tasks.reproducibility import set_embedded_env
 
 log = logging.getLogger(__name__)
-
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
-    # Trace ids from a private RNG: stages seed `random` alike, so two runs would write the same trace ids.
-    "MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR": "true",
-    # Rollout traces are written on tasks.lineage's background thread already: export them there.
-    "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
-}
-# What every process of an embedded run starts with: offline, and the same CPU math everywhere.
-EMBEDDED_ENV = {**OFFLINE_ENV, **CPU_MATH_ENV}
-
-
-class StageOutput(BaseModel):
-    """What a stage hands to the next: where its outputs are and which MLflow run made them."""
-
-    stage: str
-    key: str = Field(description="Content hash of the stage's settings and inputs.")
-    path: str = Field(description="Directory holding the stage's outputs.")
-    run_id: str | None = Field(None, description="MLflow run that produced the outputs.")
-    model_id: str | None = Field(None, description="MLflow LoggedModel of the stage's model/ directory.")
-    metrics: dict[str, float] = Field(default_factory=dict)
-    cached: bool = False
-
-
-def set_embedded_env() -> None:
-    """Embedded mode: nothing may reach a hub, CPU math is pinned; user-set values win."""
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
-    pin_cpu_math()
 
 
 def tracking_uri(cfg: TrackingSection) -> str:
@@ -177,91 +136,6 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({safe_metric_name(k): float(v) for k, v in metrics.items()}, step=step)
 
 
-def stage_dir(recipe: Recipe, stage: str, key: str) -> Path:
-    return stage_path(recipe.tracking.runs_dir, stage, key)
-
-
-def read_output(path: str | Path) -> StageOutput:
-    return StageOutput.model_validate_json((Path(path) / RESULT_FILE).read_text())
-
-
-def run_stage(
-    recipe: Recipe,
-    stage: str,
-    key: str,
-    body: Callable[[Path], dict[str, float] | None],
-    *,
-    parent_run_id: str | None = None,
-    params: dict[str, Any] | None = None,
-    tags: dict[str, str] | None = None,
-    inputs: dict[str, str | Path] | None = None,
-    init_model: str | None = None,
-    scored_model: str | None = None,
-) -> StageOutput:
-    """Run `body(out_dir)` once per `key` inside an MLflow child run; reuse a finished result.
-
-    `body` writes its outputs into `out_dir` and may return metrics. A directory left by a
-    failed or killed attempt (no result.json) is handed to the next attempt as is, so a body
-    can resume from its own checkpoints there. `inputs` (name -> JSONL file) are logged as the
-    run's datasets (context `eval` when the stage scores `scored_model`, else `training`), the
-    LoggedModels it starts from (`init_model`) or scores as its model inputs, the metrics of a
-    scoring stage against that model and its benchmark datasets (an input named like the
-    metric's first part); a `model/` directory the body writes becomes the run's LoggedModel
-    (unless `tracking.log_checkpoints` is off). See tasks.lineage: the uploads run in the background.
-    """
-    out_dir = stage_dir(recipe, stage, key)
-    # One producer per stage directory: a concurrent run of the same recipe waits, then reuses.
-    with file_lock(lock_file(out_dir), waiting=f"{stage}: another run is producing {out_dir}"):
-        if is_finished(out_dir):
-            cached = read_output(out_dir).model_copy(update={"cached": True})
-            log.info("%s: reusing finished outputs %s (MLflow run %s)", stage, out_dir, cached.run_id)
-            return cached
-        return _produce(recipe, stage, key, out_dir, body, parent_run_id, params, tags, inputs,
-                        (init_model, scored_model))
-
-
-def _produce(recipe: Recipe, stage: str, key: str, out_dir: Path, body, parent_run_id, params, tags,
-             inputs, models: tuple[str | None, str | None]) -> StageOutput:
-    import mlflow
-
-    init_model, scored_model = models
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seed_and_pin(recipe.seed)
-    run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **provenance(recipe.seed), **(tags or {})}
-    resume_id = _unfinished_run(out_dir)
-    with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else stage,
-                          parent_run_id=None if resume_id else parent_run_id,
-                          tags=None if resume_id else run_tags,
-                          nested=mlflow.active_run() is not None) as run:
-        mlflow.set_tag(LIVENESS_TAG, str(lock_file(out_dir)))  # held by run_stage meanwhile
-        (out_dir / RUN_ID_FILE).write_text(run.info.run_id)
-        if not resume_id:
-            mlflow.log_params(flatten(redact(params or {})))
-            _log_stage_inputs(run.info.run_id, inputs or {}, [m for m in models if m],
-                              "eval" if scored_model else "training")
-        try:
-            metrics = body(out_dir) or {}
-        except BaseException as e:  # the run ends FAILED (ActiveRun.__exit__); say why on it
-            mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
-            raise
-        if metrics and scored_model:
-            log_scores(mlflow.MlflowClient(), run.info.run_id, {safe_metric_name(k): v for k, v in metrics.items()},
-                       scored_model, {n: (n, file_digest(p)) for n, p in (inputs or {}).items()})
-        elif metrics:
-            log_metrics(metrics)
-        model_id = None
-        if recipe.tracking.log_checkpoints and model_dir(out_dir).is_dir():
-            model_id = log_checkpoint(run.info.run_id, model_dir(out_dir), stage,
-                                      {**run_tags, **({"init_model": init_model} if init_model else {})})
-        result = StageOutput(stage=stage, key=key, path=str(out_dir), run_id=run.info.run_id, metrics=metrics,
-                             model_id=model_id)
-        tmp = out_dir / f"{RESULT_FILE}.tmp"
-        tmp.write_text(result.model_dump_json(indent=2))
-        tmp.rename(out_dir / RESULT_FILE)
-        mlflow.log_artifact(str(out_dir / RESULT_FILE))
-    return result
-
-
 def file_digest(path: str | Path) -> str:
     """Short sha256 of a file's bytes, read in blocks (sources can be large)."""
     import hashlib
@@ -284,48 +158,8 @@ def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:
         mlflow.log_table(head, artifact_file=f"samples/{name}.json")
 
 
-def _log_stage_inputs(run_id: str, inputs: dict[str, str | Path], models: list[str], context: str) -> None:
-    """Queue the stage's datasets (digested on the background thread) and the models it reads."""
-    def job(client):
-        log_inputs(client, run_id, [jsonl_dataset_input(Path(p), n, file_digest(p), context)[0]
-                                    for n, p in inputs.items()], models)
-
-    if inputs or models:
-        BACKGROUND.submit(f"inputs of run {run_id}", job)
-
-
-def _unfinished_run(out_dir: Path) -> str | None:
-    """The MLflow run of an earlier attempt at this stage, so a retry continues it."""
-    marker = out_dir / RUN_ID_FILE
-    if not marker.is_file():
-        return None
-    import mlflow
-
-    try:
-        mlflow.get_run(marker.read_text().strip())
-    except Exception:  # the store was reset: start a new run
-        return None
-    return marker.read_text().strip()
-
-
 def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, default=str))
-
-
-def resolve_output(ref: str) -> StageOutput:
-    """A stage reference given by a user: a stage directory, or the MLflow run id that made it."""
-    import mlflow
-
-    if is_finished(ref):
-        return read_output(ref)
-    try:
-        local = mlflow.artifacts.download_artifacts(run_id=ref, artifact_path=RESULT_FILE)
-    except Exception as e:
-        raise ValueError(f"{ref!r} is neither a stage directory nor an MLflow run with a result.json: {e}") from None
-    out = StageOutput.model_validate_json(Path(local).read_text())
-    if not Path(out.path).is_dir():
-        raise ValueError(f"run {ref} made {out.path}, which is not on this machine")
-    return out
 
 
 def ui_link(run_id: str | None) -> str:
@@ -340,22 +174,3 @@ def ui_link(run_id: str | None) -> str:
     exp = mlflow.get_run(run_id).info.experiment_id
     # MLflow 3's UI starts in its GenAI layout unless the link asks for model training
     return f"{base}/#/experiments/{exp}/runs/{run_id}?workflowType=machine_learning"
-
-
-def stage_run_id() -> str | None:
-    """The stage's MLflow run: the launcher's `MLFLOW_RUN_ID` in a worker, else the active run."""
-    import mlflow
-
-    run = mlflow.active_run()
-    return os.environ.get("MLFLOW_RUN_ID") or (run.info.run_id if run else None)
-
-
-def tag_stage_run(tags: dict[str, str]) -> None:
-    """Set ``tags`` on the stage's MLflow run (``stage_run_id``), when there is one."""
-    run_id = stage_run_id() if tags else None
-    if run_id:
-        from mlflow import MlflowClient
-
-        client = MlflowClient()
-        for k, v in tags.items():
-            client.set_tag(run_id, k, v)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.tracking import EMBEDDED_ENV
+from tasks.reproducibility import EMBEDDED_ENV
 
 for _k, _v in EMBEDDED_ENV.items():
     os.environ.setdefault(_k, _v)

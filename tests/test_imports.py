@@ -92,7 +92,7 @@ def test_no_module_over_400_lines():
 
 
 def test_tasks_top_holds_only_the_shared_core():
-    flat = sorted(p.name for p in (REPO / "tasks").glob("*.py"))
+    flat = sorted(p.name for p in (REPO / "tasks").glob("*.py") if p.name != "__init__.py")  # empty: a marker
     assert len(flat) <= 10, flat
 
 

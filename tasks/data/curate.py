@@ -38,7 +38,8 @@ from tasks.data.ngrams import WordHashes
 from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
 from tasks.layout import QUARANTINE, SPLITS, split_file
 from tasks.progress import ProgressHook
-from tasks.recipe import DataSection, Source, stable_hash
+from tasks.recipe import DataSection, Recipe, Source, stable_hash
+from tasks.stages import StageHooks, StageSpec, stage_name
 from tasks.tracking import file_digest, log_jsonl_dataset
 from tasks.verifiers.code_tests import tests_problem
 from tasks.verifiers.math import gold_is_parseable
@@ -321,6 +322,17 @@ def data_key(recipe) -> str:
     settings = data.model_dump(mode="json", exclude={"difficulty"})  # the pass-rate filter runs in GRPO
     return stable_hash([recipe.seed, settings, files, {k: b.model_dump(mode="json") for k, b in benchmarks.items()},
                         recipe.model.name_or_path if uses_model else None])
+
+
+def curate_spec(recipe: Recipe) -> StageSpec:
+    """Curation as a stage: the recipe's sources in, the splits and the quarantine out."""
+    def body(out_dir: Path, hooks: StageHooks) -> dict[str, float]:
+        stats = curate(recipe.data, out_dir, model_path=recipe.model.name_or_path,
+                       benchmarks=benchmark_sources(recipe), progress=hooks.progress)
+        log_splits(out_dir)
+        return stats
+
+    return StageSpec(stage_name("data"), data_key(recipe), body, params={"data": recipe.data.model_dump(mode="json")})
 
 
 def log_splits(data_dir: Path) -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tasks.modeling import load_model
 from tasks.recipe import SamplingSettings
-from tasks.tracking import tag_stage_run
+from tasks.stages import tag_stage_run
 from tasks.verifiers import build_reward, sandbox_tags
 from tasks.verifiers.rows import repeat_columns, reward_columns
 

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from tasks.recipe import Benchmark, EvaluationSection, did_you_mean
-from tasks.tracking import tag_stage_run
+from tasks.stages import tag_stage_run
 from tasks.verifiers import build_reward, extract_final_answer, sandbox_tags, verifier_problems
 from tasks.verifiers.rows import repeat_columns, reward_columns
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tasks.eval.report import grouped_bars, save_figure
+from tasks.stages import stage_kind
 
 REWARD = "reward"  # TRL GRPOTrainer's mean total reward per logging step
 
@@ -59,12 +60,12 @@ def pipeline_runs(experiment: str, last: int = 5) -> list[PipelineRun]:
 def _reward_curves(client, parent) -> dict[str, list[tuple[int, float]]]:
     """Reward history of each GRPO stage of a pipeline run (from whichever run trained it)."""
     stage_runs = {k.removeprefix("stage_run."): v for k, v in parent.data.tags.items()
-                  if k.startswith("stage_run.grpo-")}
+                  if k.startswith("stage_run.") and stage_kind(k.removeprefix("stage_run.")) == "grpo"}
     if not stage_runs:  # runs from before the stage_run tags: the GRPO children
         children = client.search_runs([parent.info.experiment_id],
                                       f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
         stage_runs = {c.data.tags["stage"]: c.info.run_id for c in children
-                      if c.data.tags.get("stage", "").startswith("grpo-")}
+                      if stage_kind(c.data.tags.get("stage", "")) == "grpo"}
     return {stage: [(m.step, m.value) for m in sorted(client.get_metric_history(rid, REWARD), key=lambda m: m.step)]
             for stage, rid in sorted(stage_runs.items())}
 

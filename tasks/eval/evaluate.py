@@ -32,7 +32,8 @@ from tasks.eval.promote import checkpoint_from_model_uri
 from tasks.layout import MODEL_DIR, SAMPLES_FILE, is_finished, model_dir
 from tasks.modeling import load_model
 from tasks.recipe import EvaluationSection, Recipe, stable_hash
-from tasks.tracking import StageOutput, file_digest, resolve_output, safe_metric_name
+from tasks.stages import StageOutput, StageSpec, resolve_output, stage_name
+from tasks.tracking import file_digest, safe_metric_name
 from tasks.verifiers.audit_report import write_audit
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,18 @@ def benchmark_datasets(cfg: EvaluationSection, heldout: Path | None) -> dict[str
 def eval_key(suite: str, checkpoint_key: str) -> str:
     """Cache key of one checkpoint's evaluation: the suite and the checkpoint's own key."""
     return stable_hash([suite, checkpoint_key])
+
+
+def eval_spec(recipe: Recipe, heldout: str | None, ckpt: StageOutput, suite: str) -> StageSpec:
+    """One checkpoint's evaluation as a stage: every benchmark, scoring `ckpt`'s model."""
+    cfg, held = recipe.evaluation, Path(heldout) if heldout else None
+    return StageSpec(stage_name("eval", ckpt.stage), eval_key(suite, ckpt.key),
+                     lambda out, hooks: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out, held,
+                                                       recipe.data.system_prompt),
+                     params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
+                     inputs=benchmark_datasets(cfg, held), scored=ckpt,
+                     tags={"checkpoint": ckpt.stage, "eval.suite": suite, "eval.seed": str(cfg.seed),
+                           "eval.backend": cfg.backend, "eval.benchmarks": ",".join(b.name for b in cfg.benchmarks)})
 
 
 def checkpoint_model_dir(path: str | Path) -> Path:

@@ -22,7 +22,7 @@ from tasks.eval.registry_lock import RegistryError, registry_lock
 from tasks.layout import model_dir
 from tasks.lineage import BACKGROUND, log_checkpoint, model_id_of_source, ready_model
 from tasks.recipe import Recipe, stable_hash
-from tasks.tracking import StageOutput, stage_dir
+from tasks.stages import StageOutput, stage_dir, stage_kind
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,9 @@ def evaluation_refs(recipe: Recipe, checkpoints: list[StageOutput], suite: str) 
     """What the pipeline evaluates: the checkpoints `evaluation.checkpoints` chooses, plus the
     champion (`models:/name/version`) when its recorded score came from other evaluation settings
     (scores are compared within one suite only). Returns the references and, when the champion is
-    re-evaluated, its version (its rows are named `registry_stage(name, version)`)."""
+    re-evaluated, its version (its rows are named `registry_checkpoint_name(name, version)`)."""
     cfg, name = recipe.evaluation, recipe.tracking.registered_model
-    refs = [c.path for c in checkpoints if c.stage.split("-")[0] in cfg.checkpoints]
+    refs = [c.path for c in checkpoints if stage_kind(c.stage) in cfg.checkpoints]
     champ = current_champion(name)
     if champ is None or champion_score(champ, cfg.primary_metric, suite) is not None:
         return refs, None
@@ -205,10 +205,10 @@ def checkpoint_from_model_uri(uri: str, recipe):
         parts = mlflow.transformers.load_model(f"models:/{name}/{version}", return_type="components")
         parts["model"].save_pretrained(model_path)
         parts["tokenizer"].save_pretrained(model_path)
-    return StageOutput(stage=registry_stage(name, version), key=stable_hash(["registry", name, version]),
+    return StageOutput(stage=registry_checkpoint_name(name, version), key=stable_hash(["registry", name, version]),
                        path=str(out_dir), model_id=model_id)
 
 
-def registry_stage(name: str, version: str | int) -> str:
+def registry_checkpoint_name(name: str, version: str | int) -> str:
     """How a registered model version is named as a checkpoint (comparison rows, eval runs)."""
     return f"{name}-v{version}"

@@ -23,7 +23,8 @@ from tasks.ops.team import Team, TeamError
 from tasks.recipe import RecipeError
 from tasks.recipe_checks import load_recipe
 from tasks.redact import redact_logs, secret_values
-from tasks.tracking import set_embedded_env, tracking_uri
+from tasks.reproducibility import set_embedded_env
+from tasks.tracking import tracking_uri
 from tasks.verifiers import build_reward
 from tasks.verifiers.audit_judge import build_judge
 from tasks.verifiers.audit_report import audit_completions, audit_text

@@ -28,7 +28,8 @@ from pathlib import Path
 from tasks.locking import file_lock
 from tasks.ops.team import Team, TeamError
 from tasks.recipe import Recipe
-from tasks.tracking import EMBEDDED_ENV, tracking_uri
+from tasks.reproducibility import EMBEDDED_ENV
+from tasks.tracking import tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"

@@ -28,7 +28,6 @@ from tasks.recipe.evaluation import HELDOUT, Benchmark, EvaluationSection, VLLMO
 from tasks.recipe.train import (
     GRPO_SETTINGS,
     SFT_SETTINGS,
-    CanaryMonitor,
     DifficultySection,
     DynamicSampling,
     GRPOSection,
@@ -37,6 +36,7 @@ from tasks.recipe.train import (
     Launcher,
     LoraSpec,
     Monitors,
+    RewardHackingMonitor,
     RewardSpec,
     SFTSection,
     StageData,
@@ -147,9 +147,9 @@ def _get_path(d: Any, path: str) -> Any:
 
 
 __all__ = [
-    "GRPO_SETTINGS", "HELDOUT", "SFT_SETTINGS", "Benchmark", "CanaryMonitor", "ColdStartSection", "DataSection", "DecontaminationSection",
+    "GRPO_SETTINGS", "HELDOUT", "SFT_SETTINGS", "Benchmark", "ColdStartSection", "DataSection", "DecontaminationSection",
     "DedupSection", "DifficultySection", "DynamicSampling", "EvaluationSection", "GRPOSection", "GRPOStage",
-    "KubernetesPeers", "Launcher", "LoraSpec", "ModelSection", "Monitors", "Recipe", "RecipeError", "RewardSpec",
+    "KubernetesPeers", "Launcher", "LoraSpec", "ModelSection", "Monitors", "Recipe", "RecipeError", "RewardHackingMonitor", "RewardSpec",
     "SFTSection", "SamplingSettings", "ScratchModel", "Section", "Source", "StageData", "TrackingSection",
     "VLLMOptions", "did_you_mean", "stable_hash",
 ]

@@ -159,8 +159,9 @@ class UnscoredMonitor(_Monitor):
     a verifier that cannot read the rows): it gives the stage no signal at all."""
 
 
-class CanaryMonitor(_Monitor):
-    """Reward-hacking canary: greedy accuracy on GRPO rows held back from training."""
+class RewardHackingMonitor(_Monitor):
+    """`monitors.reward_hacking`: a canary, greedy accuracy on the last `rows` rows of the stage's
+    selection, which are removed from its training rows (tasks.train.grpo.split_canary)."""
 
     every: int = Field(25, gt=0, description="Greedy-decode the canary rows every this many steps.")
     rows: int = Field(16, gt=0, description="Rows of the stage's selection held back from training for the canary.")
@@ -182,7 +183,7 @@ class Monitors(Section):
     truncation: TruncationMonitor = TruncationMonitor()
     entropy_collapse: EntropyMonitor = EntropyMonitor()
     kl_blowup: KLMonitor = KLMonitor()
-    reward_hacking: CanaryMonitor = CanaryMonitor()
+    reward_hacking: RewardHackingMonitor = RewardHackingMonitor()
     unscored_reward: UnscoredMonitor = UnscoredMonitor()
     false_negatives: FalseNegativeMonitor = FalseNegativeMonitor()
 

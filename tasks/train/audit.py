@@ -2,7 +2,7 @@
 
     audit = StageAudit(stage.audit, seed)
     rewards = audit.wrap(rewards)                  # audited verifiers re-check a sample of each batch
-    trainer.metric_sources.append(audit.metrics)   # audit/* and timing/audit_s at each logging step (step -> dict)
+    trainer.metric_sources.append(audit.metrics)   # audit/* and time/audit at each logging step (step -> dict)
     audit.finish(out_dir, run_id)                  # audit.json + the MLflow table of disagreements
 
 The wrapped reward keeps its name, so `rewards/<name>/mean` is unchanged. With
@@ -76,12 +76,12 @@ class StageAudit:
         return out
 
     def metrics(self, step: int) -> dict[str, float]:
-        """The stage's audit so far (cumulative) and `timing/audit_s`: re-check seconds per
-        optimizer step since the last logging step (part of `timing/reward_s`)."""
+        """The stage's audit so far (cumulative) and `time/audit`: re-check seconds per
+        optimizer step since the last logging step (part of `time/reward`)."""
         with self.lock:
             out, seconds = self.tally.summary(), self.tally.seconds
         if step > self.last[0]:
-            out["timing/audit_s"] = (seconds - self.last[1]) / (step - self.last[0])
+            out["time/audit"] = (seconds - self.last[1]) / (step - self.last[0])
             self.last = (step, seconds)
         return out
 

@@ -4,7 +4,7 @@
 
 Each `checkpoint-N` the trainer saves becomes a LoggedModel `<stage>-step-N` of the stage run,
 an output at step N, uploaded on tasks.lineage's background thread (the stage's final model is
-logged by tasks.tracking.run_stage). A LoRA stage's checkpoints hold adapters only; they are
+logged by tasks.stages.run_stage). A LoRA stage's checkpoints hold adapters only; they are
 skipped, and its merged final model is logged.
 """
 

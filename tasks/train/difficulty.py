@@ -25,6 +25,7 @@ from tasks.data.generation import judge, make_sampler
 from tasks.data.sources import prompt_messages, read_jsonl, write_jsonl
 from tasks.layout import QUARANTINE, model_dir, split_file
 from tasks.recipe import DataSection, DifficultySection, GRPOStage, Recipe, stable_hash
+from tasks.stages import StageOutput, StageSpec, stage_name
 from tasks.train.grpo import select_rows
 
 
@@ -72,6 +73,15 @@ def filter_by_pass_rate(rows: list[dict], d: DifficultySection, cfg: DataSection
             "difficulty/mean_pass_rate": sum(rates) / len(rates) if rates else float("nan"),
             "difficulty/unscored": float(len(rows) - len(rates)),
             **{f"quarantine/{k}": float(v) for k, v in by_reason.items()}}
+
+
+def difficulty_spec(recipe: Recipe, index: int, data: StageOutput, init: StageOutput) -> StageSpec:
+    """The pass-rate filter before GRPO stage `index` as a stage, scored with the policy `init`."""
+    stage = recipe.grpo.stages[index]
+    return StageSpec(stage_name("difficulty", stage.name), difficulty_key(recipe, index, data.key, init.key),
+                     lambda out, hooks: filter_stage_rows(recipe, stage, data.path, init.path, out),
+                     params={"difficulty": recipe.grpo.difficulty.model_dump(mode="json")},
+                     inputs={"grpo": split_file(data.path, "grpo")}, init=init)
 
 
 def filter_stage_rows(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_dir: str | Path,

@@ -17,7 +17,8 @@ from pathlib import Path
 from tasks.layout import METRICS_FILE
 from tasks.progress import trainer_progress
 from tasks.recipe import Recipe
-from tasks.tracking import set_embedded_env
+from tasks.reproducibility import set_embedded_env
+from tasks.stages import stage_name
 from tasks.train.grpo import run_grpo_stage
 from tasks.train.sft import run_sft
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         stage = next(s for s in recipe.grpo.stages if s.name == args.stage)
         metrics = run_grpo_stage(recipe, stage, args.data, args.init, out,
-                                 callbacks=[trainer_progress(f"grpo-{stage.name}")])
+                                 callbacks=[trainer_progress(stage_name("grpo", stage.name))])
     if rank == 0:
         (out / METRICS_FILE).write_text(json.dumps(metrics))
     leave_process_group()

@@ -5,7 +5,7 @@
 The stage starts from `init_dir/model` (the SFT checkpoint or the previous stage) and writes
 `out_dir/model` (a LoRA adapter is merged into it). It resumes from the newest
 `out_dir/checkpoints/checkpoint-N` an earlier attempt left, inside the same MLflow run (the
-caller, `tracking.run_stage`, re-opens it). With `launcher.num_processes > 1` the training runs
+caller, `stages.run_stage`, re-opens it). With `launcher.num_processes > 1` the training runs
 in `accelerate launch` workers (tasks.train.launch) that log into the same run. At the end: PNG
 plots in `out_dir/plots` (also MLflow artifacts), monitor trips in `out_dir/monitor_trips.json`.
 """
@@ -19,9 +19,9 @@ from statistics import mean
 from typing import Any
 
 from tasks.data.curate import prompt_messages, read_split
-from tasks.layout import PLOTS_DIR, model_dir
+from tasks.layout import PLOTS_DIR, model_dir, split_file
 from tasks.recipe import GRPOStage, Recipe, StageData, stable_hash
-from tasks.tracking import stage_run_id, tag_stage_run
+from tasks.stages import StageHooks, StageOutput, StageSpec, stage_name, stage_run_id, tag_stage_run
 from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 from tasks.train.plots import plot_training_curves
@@ -102,6 +102,21 @@ def check_stage_rewards(recipe: Recipe, data_dir: str | Path) -> None:
         raise ValueError("the curated rows do not fit the GRPO rewards: " + "; ".join(problems))
 
 
+def grpo_spec(recipe: Recipe, index: int, data: StageOutput, init: StageOutput) -> StageSpec:
+    """GRPO stage `index` as a stage: its rows of `data` (curated, or its difficulty filter's),
+    starting from `init` (the SFT checkpoint or the previous stage)."""
+    stage = recipe.grpo.stages[index]
+    name = stage_name("grpo", stage.name)
+
+    def body(out: Path, hooks: StageHooks) -> dict[str, float]:
+        return run_grpo_stage(recipe, stage, data.path, init.path, out, on_line=hooks.on_line,
+                              callbacks=hooks.trainer_callbacks(name))
+
+    return StageSpec(name, grpo_key(recipe, index, data.key, init.key), body,
+                     params={"grpo": stage.model_dump(mode="json")}, inputs={"grpo": split_file(data.path, "grpo")},
+                     init=init)
+
+
 def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_dir: str | Path, out_dir: Path,
                    on_line: Callable[[str], None] | None = None, callbacks: list | tuple = ()) -> dict[str, float]:
     """Train one GRPO stage (in this process, or on `stage.launcher.num_processes` workers)."""
@@ -142,7 +157,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
         model=str(init_model), reward_funcs=audit.wrap(rewards), args=args,
         train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
         dynamic_sampling=dynamic_sampling_for(stage),
-        callbacks=[*callbacks, *checkpoint_callbacks(recipe, f"grpo-{stage.name}", stage_run_id())])
+        callbacks=[*callbacks, *checkpoint_callbacks(recipe, stage_name("grpo", stage.name), stage_run_id())])
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
     if trainer.accelerator.is_main_process:  # the isolation level of the rewards (and canary) that run code
@@ -198,7 +213,7 @@ def _finish(trainer, stage: GRPOStage, out_dir: Path, run_id, train_loss: float,
     return {"grpo/train_loss": train_loss, "grpo/final_reward": float(last_reward),
             "grpo/steps": float(trainer.state.global_step),
             "grpo/resumed_from_step": float(int(Path(resumed).name.split("-")[-1])) if resumed else 0.0,
-            "grpo/reward_time_share": mean_of("timing/reward_share"),
+            "grpo/reward_time_share": mean_of("time/reward_share"),
             "grpo/throughput_tokens_per_s": mean_of("perf/throughput"),
             "monitor/trips": float(len(trips)),
             "monitor/stopped": float(any(t["policy"] == "stop" for t in trips))}

@@ -42,8 +42,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks.layout import METRICS_FILE
-from tasks.reproducibility import CPU_MATH_ENV
-from tasks.tracking import OFFLINE_ENV
+from tasks.reproducibility import CPU_MATH_ENV, OFFLINE_ENV
 
 log = logging.getLogger(__name__)
 

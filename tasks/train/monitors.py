@@ -37,6 +37,7 @@ from transformers import TrainerCallback
 from tasks.data.curate import prompt_messages
 from tasks.layout import TRIPS_FILE
 from tasks.lineage import BACKGROUND, log_rollouts
+from tasks.stages import stage_name
 from tasks.verifiers import build_reward
 from tasks.verifiers.rows import reward_columns
 
@@ -243,7 +244,7 @@ class StageMonitor(TrainerCallback):
             BACKGROUND.submit(f"sample table of step {step}", lambda c: c.log_table(
                 self.run_id, pd.DataFrame(samples[:tables]), f"samples/step_{step:05d}.json"))
         if traces > 0:
-            log_rollouts(self.run_id, f"grpo-{self.stage.name}", step, samples[:traces])
+            log_rollouts(self.run_id, stage_name("grpo", self.stage.name), step, samples[:traces])
             self.traced += len(samples[:traces])
 
     def _handle(self, trips: list[Trip], state, control) -> None:

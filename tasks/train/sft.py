@@ -15,7 +15,7 @@ from tasks.data.curate import prompt_messages, read_split
 from tasks.layout import model_dir, split_file
 from tasks.modeling import init_model, load_model, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
-from tasks.tracking import stage_run_id
+from tasks.stages import StageHooks, StageOutput, StageSpec, stage_name, stage_run_id
 from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 
@@ -33,6 +33,24 @@ def sft_key(recipe: Recipe, data_key: str, base_key: str) -> str:
 def base_model_inputs(recipe: Recipe, data_dir: str | Path) -> dict[str, Path]:
     """The splits `prepare_base_model` reads: the tokenizer's corpus (none for a given model)."""
     return {} if recipe.model.name_or_path else {s: split_file(data_dir, s) for s in ("sft", "grpo")}
+
+
+def base_spec(recipe: Recipe, data: StageOutput) -> StageSpec:
+    """The starting model as a stage: from the curated data (its tokenizer) or `model.name_or_path`."""
+    return StageSpec(stage_name("base"), base_key(recipe, data.key),
+                     lambda out, hooks: prepare_base_model(recipe, data.path, out),
+                     params={"model": recipe.model.model_dump(mode="json")}, inputs=base_model_inputs(recipe, data.path))
+
+
+def sft_spec(recipe: Recipe, data: StageOutput, base: StageOutput) -> StageSpec:
+    """Cold-start SFT as a stage: the curated traces, starting from `base`."""
+    name = stage_name("sft")
+
+    def body(out: Path, hooks: StageHooks) -> dict[str, float]:
+        return run_sft(recipe, data.path, base.path, out, hooks.on_line, hooks.trainer_callbacks(name))
+
+    return StageSpec(name, sft_key(recipe, data.key, base.key), body, params={"sft": recipe.sft.model_dump(mode="json")},
+                     inputs={"sft": split_file(data.path, "sft")}, init=base)
 
 
 def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> dict[str, float]:

@@ -4,31 +4,54 @@
                                   dynamic_sampling=DynamicSampling(max_resamples=4))
 
 - Rewards run concurrently: each synchronous verifier runs in a worker thread and TRL gathers
-  them with asyncio; each one's seconds per step are logged as `timing/reward/<name>_s`.
-- At each logging step: `timing/{step,generation,reward,canary,update}_s` (seconds per optimizer step),
-  `timing/reward_share`, `perf/throughput` (verl's definition: prompt + completion tokens per
-  second per device) and `perf/generated_tokens_per_s` (completion tokens per second of generation).
+  them with asyncio; each one's seconds per step are logged as `time/reward/<name>`.
+- One phase timer (verl's `marked_timer` habit): `generation`, `reward`, `logprobs` (old and
+  reference log-probs, no gradient), `scoring` (the rest of building a batch: decoding, gathering,
+  advantages), `update` (the loss's forward and backward, and the optimizer step) and `canary`
+  are each measured by `PhaseTimer` and logged as `time/<phase>` (seconds per optimizer step),
+  with `time/step` (wall), `time/reward_share`, `perf/throughput` (verl's definition: prompt +
+  completion tokens per second per device) and `perf/generated_tokens_per_s`.
 - DAPO dynamic sampling (TRL 1.16 only logs `frac_reward_zero_std`): groups whose rewards have
   zero variance are replaced by groups from fresh generation rounds, up to `max_resamples`
   rounds per batch; `dynamic_sampling/{dropped_groups,resampled,unfilled_groups}` are logged.
 - `greedy_completions` and `completion_samples` serve the monitors (canary, sample tables).
+
+The contract with TRL: the private members of GRPOTrainer this module relies on, and why (each
+is exercised by a named test in tests/tasks/train/test_trl_contract.py on the pinned TRL):
+- `_generate(prompts)` -> (prompt_ids, completion_ids, ...): timed as `generation`, tokens counted.
+- `_calculate_rewards.__wrapped__`: the reward step without TRL's per-call profiling write
+  (a synchronous MLflow call that would count as reward time); timed as `reward`.
+- `_get_per_token_logps_and_entropies`: called without gradient for old/reference log-probs
+  (timed as `logprobs`); with gradient inside the loss (part of `update`).
+- `_generate_and_score_completions(inputs)` -> the batch dict: timed as `scoring`, and called
+  again for fresh rounds by dynamic sampling, which splices rows of its tensors.
+- `_metrics["train"]`: where `add_metric` appends values TRL averages into the next log.
+- `_tokenizer.pad_token_id`: padding when splicing fresh rows into a batch.
+- `_dist.summon_full_params`: gathers sharded (FSDP) parameters for the canary's greedy generation.
+- `_logs` (prompt, completion, rewards, advantages): the latest batch, read by `completion_samples`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from tasks.verifiers import completion_text
 from tasks.verifiers._base import prompt_text
 from tasks.verifiers.rows import family_means
+
+#: What `time/<phase>` reports, each measured by `PhaseTimer` (seconds per optimizer step).
+PHASES = ("generation", "reward", "logprobs", "scoring", "update", "canary")
 
 # Keys of the generated batch that hold one row per completion, by padding side.
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
@@ -114,6 +137,49 @@ def splice_rows(batch: dict[str, Any], fresh: dict[str, Any], rows: list[int], p
     return out
 
 
+class PhaseTimer:
+    """Seconds per named phase since the last `take()`: `with timer("generation"): ...`.
+
+    Phases nest; each counts only its own time (a nested phase's seconds are taken out of the
+    phase around it), so `update` around a training step that also generates counts the update alone."""
+
+    def __init__(self):
+        self.seconds: Counter = Counter()
+        self._inner: list[float] = []  # per open phase: seconds spent in phases nested in it
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        self._inner.append(0.0)
+        try:
+            yield
+        finally:
+            total, inner = time.perf_counter() - t0, self._inner.pop()
+            self.seconds[name] += total - inner
+            if self._inner:
+                self._inner[-1] += total
+
+    def take(self) -> Counter:
+        seconds, self.seconds = self.seconds, Counter()
+        return seconds
+
+
+class _OptimizerStepClock(TrainerCallback):
+    """The optimizer step (outside `training_step`) is part of the `update` phase."""
+
+    def __init__(self, timer: PhaseTimer):
+        self.timer, self._open = timer, None
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self._open = self.timer("update")
+        self._open.__enter__()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = None
+
+
 class PipelineGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, dynamic_sampling=None, **kwargs):
         self.reward_seconds: Counter = Counter()
@@ -123,35 +189,45 @@ class PipelineGRPOTrainer(GRPOTrainer):
         if dynamic_sampling is not None and (self.tools or self.rollout_func is not None):
             raise ValueError("dynamic_sampling works with plain generation only (no tools or rollout_func)")
         self.dynamic_sampling = dynamic_sampling
-        self._phase = Counter()  # seconds and tokens since the last log
+        self.timer = PhaseTimer()
+        self.add_callback(_OptimizerStepClock(self.timer))
+        self._tokens = Counter()  # prompt and completion tokens since the last log
         self._last_log: tuple[float, int] | None = None  # (time, global step); set at the first generation
         self._last_rewards: torch.Tensor | None = None
         self.metric_sources: list = []  # step -> dict merged into each training log (e.g. the verifier audit)
 
-    # ---------------------------------------------------------------- time split and throughput
-    def _start_clock(self) -> float:
-        now = time.perf_counter()
+    # ---------------------------------------------------------------- phases and throughput
+    def _start_clock(self) -> None:
         if self._last_log is None:  # the first interval starts with the first generation or canary
-            self._last_log = (now, self.state.global_step)
-        return now
+            self._last_log = (time.perf_counter(), self.state.global_step)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self._start_clock()
+        with self.timer("update"):  # less the generation, rewards and log-probs nested in it
+            return super().training_step(model, inputs, num_items_in_batch)
 
     def _generate(self, prompts):
-        t0 = self._start_clock()
-        out = super()._generate(prompts)
+        self._start_clock()
+        with self.timer("generation"):
+            out = super()._generate(prompts)
         prompt_ids, completion_ids = out[0], out[1]
-        self._phase["generation_s"] += time.perf_counter() - t0
-        self._phase["prompt_tokens"] += sum(len(p) for p in prompt_ids)
-        self._phase["completion_tokens"] += sum(len(c) for c in completion_ids)
+        self._tokens["prompt"] += sum(len(p) for p in prompt_ids)
+        self._tokens["completion"] += sum(len(c) for c in completion_ids)
         return out
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        t0 = time.perf_counter()
         # __wrapped__ skips TRL's per-call profiling metric, a synchronous MLflow write that would
-        # count as reward time; the per-step timing metrics above replace it.
-        rewards = GRPOTrainer._calculate_rewards.__wrapped__(self, inputs, prompts, completions, completion_ids_list)
-        self._phase["reward_s"] += time.perf_counter() - t0
+        # count as reward time; the per-step time metrics replace it.
+        with self.timer("reward"):
+            rewards = GRPOTrainer._calculate_rewards.__wrapped__(self, inputs, prompts, completions, completion_ids_list)
         self._last_rewards = rewards  # gathered over processes: the dynamic-sampling decision
         return rewards
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        if torch.is_grad_enabled():  # the loss's forward: part of `update`
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        with self.timer("logprobs"):  # old-policy and reference log-probs of a fresh batch
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
     def add_metric(self, name: str, value: float) -> None:
         """A scalar averaged into the next logging step (e.g. the canary accuracy)."""
@@ -159,32 +235,32 @@ class PipelineGRPOTrainer(GRPOTrainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and self._last_log and self.state.global_step > self._last_log[1]:
-            logs.update(self._timing_metrics())
+            logs.update(self._time_metrics())
         if self.model.training:  # TRL adds `reward` itself, below
             for source in self.metric_sources:
                 logs.update(source(self.state.global_step))
         super().log(logs, start_time)
 
-    def _timing_metrics(self) -> dict[str, float]:
+    def _time_metrics(self) -> dict[str, float]:
         now, step = time.perf_counter(), self.state.global_step
         steps, wall = step - self._last_log[1], now - self._last_log[0]
-        p = self._phase
-        m = {"timing/step_s": wall / steps,
-             "timing/generation_s": p["generation_s"] / steps,
-             "timing/reward_s": p["reward_s"] / steps,
-             "timing/canary_s": p["canary_s"] / steps,
-             "timing/update_s": (wall - p["generation_s"] - p["reward_s"] - p["canary_s"]) / steps,
-             "timing/reward_share": p["reward_s"] / wall,
-             "perf/throughput": (p["prompt_tokens"] + p["completion_tokens"]) / wall,
-             "perf/generated_tokens_per_s": p["completion_tokens"] / max(p["generation_s"], 1e-9)}
-        m.update({f"timing/reward/{name}_s": s / steps for name, s in self.reward_seconds.items()})
-        self._phase.clear()
+        seconds, tokens = self.timer.take(), self._tokens
+        m = {"time/step": wall / steps, "time/reward_share": seconds["reward"] / wall,
+             **{f"time/{phase}": seconds[phase] / steps for phase in PHASES},
+             "perf/throughput": (tokens["prompt"] + tokens["completion"]) / wall,
+             "perf/generated_tokens_per_s": tokens["completion"] / max(seconds["generation"], 1e-9)}
+        m.update({f"time/reward/{name}": s / steps for name, s in self.reward_seconds.items()})
+        self._tokens = Counter()
         self.reward_seconds.clear()
         self._last_log = (now, step)
         return m
 
     # ---------------------------------------------------------------- dynamic sampling
     def _generate_and_score_completions(self, inputs):
+        with self.timer("scoring"):  # less the generation, rewards and log-probs nested in it
+            return self._sample_batch(inputs)
+
+    def _sample_batch(self, inputs):
         batch = super()._generate_and_score_completions(inputs)
         if self.dynamic_sampling is None or not self.model.training:
             return batch
@@ -224,11 +300,12 @@ class PipelineGRPOTrainer(GRPOTrainer):
         """Greedy completions of chat prompts with the current policy (all processes call this)."""
         from trl.models.utils import unwrap_model_for_generation
 
-        t0, tok = self._start_clock(), self.processing_class
+        self._start_clock()
+        tok = self.processing_class
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         enc = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         enc = enc.to(self.accelerator.device)
-        with (unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+        with (self.timer("canary"), unwrap_model_for_generation(self.model_wrapped, self.accelerator,
                                           gather_deepspeed3_params=self.args.ds3_gather_for_generation,
                                           gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs)
               as model, torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False)):
@@ -237,7 +314,6 @@ class PipelineGRPOTrainer(GRPOTrainer):
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  eos_token_id=self.eos_token_ids, pad_token_id=tok.pad_token_id)
             model.train(was_training)
-        self._phase["canary_s"] += time.perf_counter() - t0
         return tok.batch_decode(out[:, enc["input_ids"].size(1):], skip_special_tokens=True)
 
     def completion_samples(self, n: int) -> list[dict]:

@@ -15,7 +15,7 @@ import yaml
 from prefect import flow
 
 from tasks.recipe import Recipe
-from tasks.tracking import StageOutput
+from tasks.stages import StageOutput
 from tests.conftest import CONFIGS, REPO
 
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"

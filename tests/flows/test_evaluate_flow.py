@@ -8,8 +8,8 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.evaluate import evaluate_flow
-from tasks.eval.benchmarks import BenchmarkError
 from tasks.eval.promote import promote_if_better, register_model
+from tasks.recipe import RecipeError
 from tasks.tracking import configure_tracking
 
 pytestmark = pytest.mark.integration
@@ -81,8 +81,8 @@ def test_a_broken_benchmark_fails_before_any_generation(recipe, tmp_path):
     broken = recipe.model_copy(deep=True)
     broken.evaluation.benchmarks[0].path = str(missing)
     before = len(mlflow.search_runs(filter_string="tags.stage LIKE 'eval-%'", output_format="list"))
-    with pytest.raises(BenchmarkError, match=f"arith: jsonl: file not found: {missing}"):
-        evaluate_flow(broken)
+    with pytest.raises(RecipeError, match=f"evaluation.benchmarks.0 \\(arith\\): jsonl: file not found: {missing}"):
+        evaluate_flow(broken)  # the recipe gate, as `rlvr validate` says it
     assert len(mlflow.search_runs(filter_string="tags.stage LIKE 'eval-%'", output_format="list")) == before
 
 
@@ -90,7 +90,7 @@ def test_pipeline_promotion_re_evaluates_a_champion_scored_under_other_settings(
     import shutil
 
     from flows.pipeline import evaluate_and_promote
-    from tasks.tracking import StageOutput
+    from tasks.stages import StageOutput
 
     final = StageOutput(stage="grpo-stage-1", key="k", path=str(tmp_path))  # a finished GRPO stage's directory
     shutil.copytree(tiny_model_dir, tmp_path / "model")

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from flows.grpo import grpo_flow
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import run_stage
+from tasks.stages import StageSpec, run_stage
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,8 @@ def test_a_stop_monitor_ends_the_stage_and_is_reported(prefect_server, tmp_path,
         f"tracking.runs_dir={tmp_path / 'runs'}", "name=grpoflow", "grpo.stages.0.trainer.max_steps=3",
         "grpo.stages.0.lora={r: 4, alpha: 8}", "grpo.stages.0.monitors={patience: 1, reward_hacking: {policy: off}, "
         "entropy_collapse: {threshold: 1.0e6, policy: stop}}"])  # always below 1e6 nats per completion
-    data = run_stage(recipe, "data", "given", lambda out: shutil.copytree(tiny_data_dir, out, dirs_exist_ok=True) and None)
-    sft = run_stage(recipe, "sft", "given", lambda out: shutil.copytree(tiny_model_dir, out / "model") and None)
+    data = run_stage(recipe, StageSpec("data", "given", lambda out, hooks: shutil.copytree(tiny_data_dir, out, dirs_exist_ok=True) and None))
+    sft = run_stage(recipe, StageSpec("sft", "given", lambda out, hooks: shutil.copytree(tiny_model_dir, out / "model") and None))
 
     [out] = grpo_flow(recipe, data=data.path, init=sft.path)
 

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 from flows.evaluate import evaluate_flow
 from flows.grpo import grpo_flow
 from flows.pipeline import pipeline_flow
+from tasks.train.trainer import PHASES
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +50,7 @@ def test_trainer_metrics_datasets_and_artifacts_are_tracked(first_run):
     assert "train_loss" in sft.data.metrics and "sft.learning_rate" in sft.data.params
     grpo = client.get_run(children["grpo-stage-1"]["run_id"])
     assert "reward" in grpo.data.metrics and "rewards/math_answer_reward/mean" in grpo.data.metrics
+    assert {"time/step", *(f"time/{phase}" for phase in PHASES)} <= set(grpo.data.metrics)  # the phase timer
     data = client.get_run(children["data"]["run_id"])
     assert {d.dataset.name for d in data.inputs.dataset_inputs} == {"grpo", "sft", "eval"}
     ev = client.get_run(children["eval-grpo-stage-1"]["run_id"])

@@ -6,20 +6,26 @@ import json
 import mlflow
 import pytest
 
+import flows.reporting
 from flows.pipeline import pipeline_flow
-from tasks.recipe_checks import load_recipe
+from tasks.recipe_checks import form_recipe, load_recipe
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration
 
 
-def test_failed_stage_marks_child_and_parent_failed(prefect_server, tmp_path):
+def test_failed_stage_marks_child_and_parent_failed(prefect_server, tmp_path, monkeypatch):
     src = tmp_path / "rows.jsonl"
     src.write_text(json.dumps({"question": "Compute 1+2.", "answer": "3"}) + "\n")
     recipe = load_recipe(CONFIGS / "tiny.yaml", [
         f"tracking.runs_dir={tmp_path / 'runs'}",
         f"data.sources=[{{kind: jsonl, name: {src}}}]", "data.eval_size=1", "data.sft_size=0", "sft.enabled=false"])
-    src.unlink()  # the source disappears between validation and the run
+    def gate_then_lose_the_source(*args):  # the source disappears between the recipe check and curation
+        checked = form_recipe(*args)
+        src.unlink(missing_ok=True)
+        return checked
+
+    monkeypatch.setattr(flows.reporting, "form_recipe", gate_then_lose_the_source)
     state = pipeline_flow(recipe, return_state=True)
     assert state.is_failed()
     with pytest.raises(FileNotFoundError):

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 
 from flows.pipeline import pipeline_flow
 from tasks.recipe_checks import load_recipe
+from tasks.stages import stage_name
 from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ def _run(recipe_name: str, tmp_path):
 
 def _assert_every_reward_scored(recipe, client, children):
     stage = recipe.grpo.stages[0]
-    run_id = children[f"grpo-{stage.name}"].info.run_id
+    run_id = children[stage_name("grpo", stage.name)].info.run_id
     steps = stage.max_steps // stage.trainer.get("logging_steps", 1)
     for spec in stage.rewards:
         history = client.get_metric_history(run_id, f"rewards/{spec.name}/mean")

@@ -15,7 +15,8 @@ from tasks.lineage import (
     model_id_of_source,
     ready_model,
 )
-from tasks.tracking import configure_tracking, read_output, run_stage
+from tasks.stages import StageSpec, read_output, run_stage
+from tasks.tracking import configure_tracking
 
 
 def test_background_jobs_run_in_order_and_a_failure_is_counted_not_raised(tiny_recipe):
@@ -49,13 +50,13 @@ def test_a_scoring_stage_links_its_datasets_the_model_and_logs_metrics_against_i
         tiny_recipe, tiny_model_dir, tiny_data_dir):
     configure_tracking(tiny_recipe.tracking)
 
-    def train(out_dir):
+    def train(out_dir, hooks):
         shutil.copytree(tiny_model_dir, out_dir / "model")
         return {"loss": 1.0}
 
-    made = run_stage(tiny_recipe, "train", "k1", train, inputs={"grpo": tiny_data_dir / "grpo.jsonl"})
-    scored = run_stage(tiny_recipe, "eval-train", "k2", lambda out: {"heldout/pass_at_1": 0.25, "speed/x": 3.0},
-                       inputs={"heldout": tiny_data_dir / "eval.jsonl"}, scored_model=made.model_id)
+    made = run_stage(tiny_recipe, StageSpec("train", "k1", train, inputs={"grpo": tiny_data_dir / "grpo.jsonl"}))
+    scored = run_stage(tiny_recipe, StageSpec("eval-train", "k2", lambda out, hooks: {"heldout/pass_at_1": 0.25, "speed/x": 3.0},
+                                              inputs={"heldout": tiny_data_dir / "eval.jsonl"}, scored=made))
     assert BACKGROUND.flush() == []
     assert read_output(made.path).model_id == made.model_id and ready_model(made.model_id)
     client = MlflowClient()
@@ -77,7 +78,7 @@ def test_log_checkpoints_off_logs_no_model(tiny_recipe, tiny_model_dir):
     configure_tracking(tiny_recipe.tracking)
     recipe = tiny_recipe.model_copy(update={"tracking": tiny_recipe.tracking.model_copy(
         update={"log_checkpoints": False})})
-    out = run_stage(recipe, "train", "k3", lambda out_dir: shutil.copytree(tiny_model_dir, out_dir / "model") and None)
+    out = run_stage(recipe, StageSpec("train", "k3", lambda out_dir, hooks: shutil.copytree(tiny_model_dir, out_dir / "model") and None))
     assert out.model_id is None and not MlflowClient().get_run(out.run_id).outputs.model_outputs
 
 
@@ -85,19 +86,19 @@ def test_a_resumed_attempt_logs_no_second_logged_model_for_its_checkpoint(tiny_r
     """Killed after its checkpoint became a LoggedModel but before result.json: the next attempt
     continues the same run and names the same LoggedModel."""
     from tasks.lineage import log_checkpoint
-    from tasks.tracking import stage_run_id
+    from tasks.stages import stage_run_id
 
     configure_tracking(tiny_recipe.tracking)
     logged = []
 
-    def killed(out_dir):
+    def killed(out_dir, hooks):
         shutil.copytree(tiny_model_dir, out_dir / "model")
         logged.append(log_checkpoint(stage_run_id(), out_dir / "model", "train"))
         raise RuntimeError("killed after logging the checkpoint")
 
     with pytest.raises(RuntimeError, match="killed"):
-        run_stage(tiny_recipe, "train", "k4", killed)
-    out = run_stage(tiny_recipe, "train", "k4", lambda out_dir: {"loss": 1.0})
+        run_stage(tiny_recipe, StageSpec("train", "k4", killed))
+    out = run_stage(tiny_recipe, StageSpec("train", "k4", lambda out_dir, hooks: {"loss": 1.0}))
     assert BACKGROUND.flush() == []
     assert out.model_id == logged[0] and ready_model(out.model_id)
     outputs = MlflowClient().get_run(out.run_id).outputs.model_outputs

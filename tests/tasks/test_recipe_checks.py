@@ -114,3 +114,23 @@ def test_the_typed_recipe_wins_over_the_base_and_the_overrides_adjust_it(tiny_re
 def test_a_misspelled_override_fails_before_compute_naming_the_key():
     with pytest.raises(RecipeError, match=r"grpo\.stages\.0\.trainer\.learnin_rate: not a field.*learning_rate"):
         form_recipe(None, "tiny", ["grpo.stages.0.trainer.learnin_rate=1e-4"])
+def test_check_recipe_says_what_rlvr_validate_says(capsys, tmp_path, tiny_recipe):
+    """The flows' gate, for a Recipe (the schema passed) or a dict, prints the CLI's message."""
+    import yaml
+
+    from tasks.recipe import Recipe, RecipeError
+    from tasks.recipe_checks import check_recipe
+
+    raw = tiny_recipe.model_dump(mode="json")
+    raw["grpo"]["stages"][0]["trainer"]["learning_rat"] = 1e-5
+    raw["evaluation"]["benchmarks"][0]["verifier"] = "math_answr_reward"
+    with pytest.raises(RecipeError) as gate:
+        check_recipe(Recipe.model_validate(raw))  # the schema lets both problems through
+    with pytest.raises(RecipeError) as from_dict:
+        check_recipe(raw)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(tmp_path / "bad.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: {gate.value}\n" == f"error: {from_dict.value}\n"
+    lines = str(gate.value).splitlines()
+    assert len(lines) == 3 and "learning_rat" in lines[2] and "math_answr_reward" in lines[1], lines
+    assert check_recipe(tiny_recipe) is tiny_recipe  # a sound recipe passes through unchanged

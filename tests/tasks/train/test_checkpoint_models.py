@@ -8,7 +8,8 @@ from mlflow import MlflowClient
 
 from tasks.lineage import BACKGROUND, ready_model
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import configure_tracking, run_stage
+from tasks.stages import StageSpec, run_stage
+from tasks.tracking import configure_tracking
 from tasks.train.sft import run_sft
 from tests.conftest import CONFIGS
 
@@ -21,7 +22,7 @@ def test_every_saved_checkpoint_becomes_a_logged_model_when_asked(tiny_recipe, t
                                                  "sft.trainer.save_steps=2"])
     configure_tracking(recipe.tracking)
     shutil.copytree(tiny_model_dir, tmp_path / "base" / "model")
-    out = run_stage(recipe, "sft", "k", lambda out_dir: run_sft(recipe, tiny_data_dir, tmp_path / "base", out_dir))
+    out = run_stage(recipe, StageSpec("sft", "k", lambda out_dir, hooks: run_sft(recipe, tiny_data_dir, tmp_path / "base", out_dir)))
     assert BACKGROUND.flush() == []
     client = MlflowClient()
     outputs = {o.model_id: o.step for o in client.get_run(out.run_id).outputs.model_outputs}

@@ -10,7 +10,8 @@ from transformers import TrainerCallback
 
 from tasks.recipe import GRPOStage, StageData
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import configure_tracking, run_stage
+from tasks.stages import StageSpec, run_stage
+from tasks.tracking import configure_tracking
 from tasks.train.grpo import check_stage_rewards, run_grpo_stage, select_rows, split_canary
 from tests.conftest import CONFIGS
 
@@ -49,11 +50,11 @@ def test_killed_stage_resumes_from_its_last_checkpoint_in_the_same_run(tmp_path,
     stage = recipe.grpo.stages[0]
 
     def body(callbacks):
-        return lambda out: run_grpo_stage(recipe, stage, tiny_data_dir, tiny_model_dir.parent, out, callbacks=callbacks)
+        return lambda out, hooks: run_grpo_stage(recipe, stage, tiny_data_dir, tiny_model_dir.parent, out, callbacks=callbacks)
 
     with pytest.raises(RuntimeError, match="killed at step 3"):
-        run_stage(recipe, "grpo-stage-1", "resume", body([KillAt(3)]))
-    out = run_stage(recipe, "grpo-stage-1", "resume", body([]))
+        run_stage(recipe, StageSpec("grpo-stage-1", "resume", body([KillAt(3)])))
+    out = run_stage(recipe, StageSpec("grpo-stage-1", "resume", body([])))
 
     client = MlflowClient()
     run = client.get_run(out.run_id)
@@ -64,11 +65,12 @@ def test_killed_stage_resumes_from_its_last_checkpoint_in_the_same_run(tmp_path,
     assert [m.step for m in client.get_metric_history(out.run_id, "reward")] == [1, 2, 3, 4]
 
     metrics = run.data.metrics
-    for key in ("timing/step_s", "timing/generation_s", "timing/reward_s", "timing/update_s", "timing/reward_share",
-                "timing/reward/math_answer_reward_s", "perf/throughput", "perf/generated_tokens_per_s",
+    for key in ("time/step", "time/generation", "time/reward", "time/logprobs", "time/scoring", "time/update",
+                "time/canary", "time/reward_share", "time/reward/math_answer_reward", "perf/throughput",
+                "perf/generated_tokens_per_s",
                 "dynamic_sampling/resampled", "dynamic_sampling/dropped_groups", "canary/accuracy",
                 "rewards/soft_overlong_reward/mean",  # the dapo preset's overlong shaping
-                "audit/false_negative_rate", "audit/false_positive_rate_high", "timing/audit_s"):
+                "audit/false_negative_rate", "audit/false_positive_rate_high", "time/audit"):
         assert key in metrics, key
     assert metrics["dynamic_sampling/resampled"] == 1  # tiny model: every group has zero variance
     audit = json.loads((Path(out.path) / "audit.json").read_text())

@@ -11,7 +11,8 @@ from mlflow import MlflowClient
 
 from tasks.recipe import Launcher
 from tasks.recipe_checks import load_recipe
-from tasks.tracking import configure_tracking, run_stage
+from tasks.stages import StageSpec, run_stage
+from tasks.tracking import configure_tracking
 from tasks.train.launch import (
     ACCELERATE_CONFIGS,
     DEEPSPEED_INSTALL,
@@ -107,11 +108,11 @@ def test_sft_and_grpo_train_on_two_cpu_processes(tmp_path, tiny_model_dir, tiny_
     configure_tracking(recipe.tracking)
     lines = []
     tag = f"2proc-{machines}machines"
-    sft = run_stage(recipe, "sft", tag, lambda out: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out,
-                                                             on_line=lines.append))
+    sft = run_stage(recipe, StageSpec("sft", tag, lambda out, hooks: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent,
+                                                                           out, on_line=lines.append)))
     stage = recipe.grpo.stages[0]
-    grpo = run_stage(recipe, "grpo-stage-1", tag, lambda out: run_grpo_stage(
-        recipe, stage, tiny_data_dir, sft.path, out, on_line=lines.append))
+    grpo = run_stage(recipe, StageSpec("grpo-stage-1", tag, lambda out, hooks: run_grpo_stage(
+        recipe, stage, tiny_data_dir, sft.path, out, on_line=lines.append)))
 
     for kind in ("sft", "grpo stage-1"):
         for rank in (0, 1):  # with two machines, global rank r is machine r's one process
@@ -146,10 +147,10 @@ def test_deepspeed_zero2_sft_and_zero3_grpo_on_two_cpu_processes(tmp_path, tiny_
         "sft.launcher.num_processes=2", "sft.launcher.config=configs/accelerate/zero2.yaml",
         "grpo.stages.0.launcher.num_processes=2", "grpo.stages.0.launcher.config=configs/accelerate/zero3.yaml"])
     configure_tracking(recipe.tracking)
-    sft = run_stage(recipe, "sft", "zero", lambda out: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out))
+    sft = run_stage(recipe, StageSpec("sft", "zero", lambda out, hooks: run_sft(recipe, tiny_data_dir, tiny_model_dir.parent, out)))
     stage = recipe.grpo.stages[0]
-    grpo = run_stage(recipe, "grpo-stage-1", "zero", lambda out: run_grpo_stage(
-        recipe, stage, tiny_data_dir, sft.path, out))
+    grpo = run_stage(recipe, StageSpec("grpo-stage-1", "zero", lambda out, hooks: run_grpo_stage(
+        recipe, stage, tiny_data_dir, sft.path, out)))
 
     client = MlflowClient()
     for run, zero_stage in ((sft.run_id, "2"), (grpo.run_id, "3")):

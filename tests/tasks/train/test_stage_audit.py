@@ -31,7 +31,7 @@ def test_only_correctness_verifiers_are_wrapped_and_scores_pass_through():
     assert scores == ThousandsBlindMath()(completions=texts, answer=golds)
     m = audit.metrics(step=10)
     assert m["audit/false_negative_rate"] == pytest.approx(0.4) and m["audit/negatives_checked"] == 100
-    assert m["audit/false_positive_rate"] == 0.0 and m["timing/audit_s"] > 0
+    assert m["audit/false_positive_rate"] == 0.0 and m["time/audit"] > 0
 
 
 def test_default_settings_audit_a_small_bounded_sample():

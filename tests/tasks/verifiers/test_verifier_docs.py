@@ -22,6 +22,6 @@ def _section(text: str, name: str) -> str:
 @pytest.mark.parametrize("name", sorted(REWARDS))
 def test_every_verifier_and_param_is_documented(name):
     section = _section(DOC.read_text(), name)
-    assert "Scoring rule" in section or "Reward" in section, f"{name}: scoring rule not documented"
+    assert "**Scoring rule:**" in section, f"{name}: its section states no scoring rule"
     for param in reward_param_names(name):
         assert f"`{param}`" in section, f"parameter {param} of {name} is not documented in its section"

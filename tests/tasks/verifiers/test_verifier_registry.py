@@ -71,11 +71,17 @@ def test_bad_param_values_are_clear_errors():
         build_reward("format_reward", ["not", "a", "dict"])
 
 
-def test_reward_param_names_match_build_reward():
+def test_reward_param_names_are_what_build_reward_accepts():
+    """What the recipe validator offers is what building the reward takes: each name listed
+    is accepted and applied, and a name not listed is refused."""
     for name in REWARDS:
         names = reward_param_names(name)
         assert isinstance(names, set)
-        assert names == set(REWARDS[name].params)
+        for param in names:
+            value = REWARDS[name].params[param]
+            assert build_reward(name, {param: value}).params[param] == value, (name, param)
+        with pytest.raises(ValueError, match="unknown parameter"):
+            build_reward(name, {"not_a_param_of_any_reward": 1})
     assert "prefilled_think" in reward_param_names("format_reward")
     with pytest.raises(ValueError):
         reward_param_names("nope_reward")
