@@ -48,15 +48,21 @@ def train_tokenizer(texts, vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
+    texts = list(texts)
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.add_tokens(REASONING_TOKENS)
+    # Tool-use corpora (tasks.environments) get the tool-call tags as tokens and a template that
+    # renders tools; every other corpus keeps exactly the ChatML tokenizer it always had.
+    from tasks.environments.chat import TOOL_CHAT_TEMPLATE, TOOL_TOKENS
+
+    uses_tools = any("<tool_call>" in t for t in texts)
+    tok.add_tokens(REASONING_TOKENS + (TOOL_TOKENS if uses_tools else []))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=TOOL_CHAT_TEMPLATE if uses_tools else CHAT_TEMPLATE,
     )
     fast.padding_side = "left"  # generation batches are left-padded
     return fast

@@ -128,6 +128,11 @@ class DataSection(Section):
     system_prompt: str | None = Field(None, description="Optional system message before every question.")
     verifier: str = Field("math_answer_reward", description="Registered verifier that decides whether an answer "
                                                             "is correct (score 1.0): cold-start traces, pass rates.")
+    environment: str | None = Field(None, description="Registered environment (tasks/environments) whose tools "
+                                                       "the model calls in multi-turn rollouts: GRPO, cold-start "
+                                                       "traces and evaluation run its tools. Empty: single-turn.")
+    environment_params: dict[str, Any] = Field(default_factory=dict, description="The environment's parameters "
+                                               "(e.g. max_calls, max_seconds per rollout).")
     dedup: DedupSection = DedupSection()
     decontamination: DecontaminationSection = DecontaminationSection()
     cold_start: ColdStartSection = ColdStartSection()

@@ -24,6 +24,7 @@ from tasks.verifiers.length import (
     SoftOverlongReward,
 )
 from tasks.verifiers.match import ExactMatchReward, NumericMatchReward
+from tasks.verifiers.tools import ToolAnswerReward, ToolCallMatchReward, ToolCallReward
 from tasks.verifiers.math import (
     MathAnswerReward,
     extract_final_answer,
@@ -33,7 +34,7 @@ from tasks.verifiers.math import (
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
     CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
-    RandomReward,
+    RandomReward, ToolAnswerReward, ToolCallReward, ToolCallMatchReward,
 ]
 
 
