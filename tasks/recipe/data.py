@@ -21,7 +21,8 @@ class Source(Section):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column <- source column, e.g. {question: problem}. "
                                           "Canonical: id, question (or messages), answer, reasoning, family, source.")
-    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench"] = Field(
+    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench",
+                    "function_calling"] = Field(
         "canonical", description="A code dataset's native layout, read into question, answer and tests "
                                  "(tasks/data/formats.py, docs/curation.md#dataset-formats).")
     answer_format: Literal["plain", "gsm8k", "boxed"] = Field(

@@ -165,7 +165,7 @@ def values_match(got: Any, want: Any, typ: str = "") -> bool:
     the float; bool is never a number; strings compare after `_standard`; lists in order and
     dicts by key, recursively."""
     if isinstance(want, bool) or isinstance(got, bool):
-        return isinstance(got, bool) and got == want
+        return isinstance(got, bool) and isinstance(want, bool) and got == want
     if isinstance(want, (int, float)):
         if not isinstance(got, (int, float)) or (isinstance(got, float) and isinstance(want, int)
                                                  and typ not in ("float", "number")):
