@@ -19,12 +19,13 @@ tool calls are present, so it can serve every family; the tool list is one short
 argument names) because every prompt character is a token for the tiny model. It is
 prefix-preserving, which TRL's multi-turn loop needs (`is_chat_template_prefix_preserving`).
 
-`enable_tool_calls(tok)` sets the template, TRL's `response_template` (the parser TRL and our
-evaluation loop both use: `<tool_call>` JSON blocks, Qwen3's layout without `<think>` as a
-separate field, so completions keep their reasoning text) and a lenient wrapper: a `<tool_call>`
-block that is not a JSON object becomes a call whose arguments are `{UNPARSED: text}`, which the
-environment answers with an error the model sees, instead of TRL's fallback (the whole reply as
-plain text, the call silently dropped).
+`enable_tool_calls(tok)` sets, on the embedded tokenizer, the template and TRL's
+`response_template` (the parser TRL and our evaluation loop both use: `<tool_call>` JSON
+blocks, Qwen3's layout without `<think>` as a separate field, so completions keep their
+reasoning text), and on any tokenizer a lenient wrapper: a `<tool_call>` block that is not a
+JSON object becomes a call whose arguments are `{UNPARSED: text}`, which the environment answers
+with an error the model sees, instead of TRL's fallback (the whole reply as plain text, the call
+silently dropped).
 """
 
 from __future__ import annotations
@@ -89,9 +90,19 @@ def lenient_calls(text: str) -> tuple[str, list[dict]]:
 
 
 def enable_tool_calls(tok):
-    """Make `tok` render tools and parse tool calls (see the module doc); returns `tok`."""
-    tok.chat_template = TOOL_CHAT_TEMPLATE
-    tok.response_template = RESPONSE_TEMPLATE
+    """Make `tok` render tools and parse tool calls (see the module doc); returns `tok`. The
+    embedded tokenizer gets `TOOL_CHAT_TEMPLATE`; a pretrained model's tokenizer keeps its own
+    template, with the response parser TRL knows for it (`add_response_schema`, which refuses
+    a template it does not know)."""
+    from tasks.modeling import CHAT_TEMPLATE
+
+    if tok.chat_template in (CHAT_TEMPLATE, TOOL_CHAT_TEMPLATE):
+        tok.chat_template = TOOL_CHAT_TEMPLATE
+        tok.response_template = RESPONSE_TEMPLATE
+    elif getattr(tok, "response_template", None) is None:
+        from trl.chat_template_utils import add_response_schema
+
+        add_response_schema(tok)
     strict = tok.parse_response
 
     def parse_response(response, schema=None, **kwargs) -> Any:
