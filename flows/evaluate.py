@@ -22,8 +22,8 @@ from tasks.eval.benchmarks import write_benchmarks
 from tasks.eval.evaluate import (
     benchmark_datasets,
     checkpoint_model_dir,
-    eval_key,
     environment_spec,
+    eval_key,
     eval_settings,
     resolve_checkpoint,
     run_evaluation,

@@ -31,12 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.environments import environment_row_problem
 from tasks.data.cold_start import ColdStartPicker, format_completion
 from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
 from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
+from tasks.environments import environment_row_problem
 from tasks.layout import QUARANTINE, SPLITS, split_file
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Source, stable_hash

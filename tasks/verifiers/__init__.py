@@ -24,12 +24,12 @@ from tasks.verifiers.length import (
     SoftOverlongReward,
 )
 from tasks.verifiers.match import ExactMatchReward, NumericMatchReward
-from tasks.verifiers.tools import ToolAnswerReward, ToolCallMatchReward, ToolCallReward
 from tasks.verifiers.math import (
     MathAnswerReward,
     extract_final_answer,
     score_math_answer,
 )
+from tasks.verifiers.tools import ToolAnswerReward, ToolCallMatchReward, ToolCallReward
 
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
