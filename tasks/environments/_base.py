@@ -20,8 +20,10 @@ TRL's `GRPOTrainer(environment_factory=...)` builds one instance per rollout, ca
 hints and docstrings become the JSON schema) into the prompt, and calls them with the arguments
 the model wrote. Those arguments are untrusted: `@tool` checks names and types against the
 signature, and a wrong name, a bad type, unparsed JSON (`UNPARSED`), a raising tool, a call past
-`max_calls` or past `max_seconds` since `reset` all come back to the model as the tool result
-`{"error": ...}`, never as an exception in the trainer. Every call is recorded in `calls`
+`max_calls` or after the rollout's tools have used `max_seconds` all come back to the model as the
+tool result `{"error": ...}`, never as an exception in the trainer. The time budget counts the
+tools' own seconds, not the model's generation between turns (the batch's, which
+`max_completion_length` bounds): a slow machine must not turn every lookup into an error. Every call is recorded in `calls`
 (name, arguments, result, error, seconds): the rewards and the MLflow traces read it.
 """
 
@@ -117,13 +119,11 @@ class Environment:
     def __init__(self, **params: Any) -> None:
         self.params = {**self.PARAMS, **params}
         self.calls: list[dict] = []
-        self._deadline = float("inf")
 
     def reset(self, **row: Any) -> None:
         """Fresh state for one rollout from the row's columns (TRL passes every dataset column;
         JSON-encoded structures arrive as strings). Returns None: the prompt is the row's."""
         self.calls = []
-        self._deadline = time.monotonic() + float(self.params["max_seconds"])
         self._start({k: _decoded(v) for k, v in row.items()})
 
     def _start(self, row: dict) -> None:
@@ -137,8 +137,8 @@ class Environment:
     def _budget_error(self) -> str | None:
         if len(self.calls) >= int(self.params["max_calls"]):
             return f"tool call budget spent ({self.params['max_calls']} calls per answer): answer now"
-        if time.monotonic() > self._deadline:
-            return f"time budget spent ({self.params['max_seconds']} s per answer): answer now"
+        if sum(c["seconds"] for c in self.calls) >= float(self.params["max_seconds"]):
+            return f"time budget spent ({self.params['max_seconds']} s of tool time per answer): answer now"
         return None
 
     @classmethod

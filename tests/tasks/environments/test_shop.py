@@ -11,8 +11,10 @@ from trl.chat_template_utils import is_chat_template_prefix_preserving, parse_re
 
 from tasks.data.synthetic import generate
 from tasks.environments import ENVIRONMENTS, environment_factory, environment_row_problem, rollout_environment_problems
+from tasks.environments._base import tool
 from tasks.environments.chat import enable_tool_calls
 from tasks.environments.rollout import call_tool, cold_start_example, corpus_text, tool_suffix_ids, tools_of
+from tasks.environments.shop import ShopEnvironment
 from tasks.modeling import train_tokenizer
 from tasks.verifiers.rows import row_fields
 
@@ -53,11 +55,25 @@ def test_untrusted_arguments_come_back_as_errors_never_exceptions(name, argument
     assert error in result["error"]
 
 
-def test_calls_past_the_budget_and_the_deadline_are_refused():
+class SlowShop(ShopEnvironment):
+    @tool
+    def wait(self, seconds: float) -> str:
+        """Sleep.
+
+        Args:
+            seconds: how long
+        """
+        time.sleep(seconds)
+        return "ok"
+
+
+def test_calls_past_the_call_budget_or_the_tool_time_budget_are_refused():
     env = _env(max_calls=2)
     assert [_call(env, "price", {"item": "fig"}) for _ in range(3)][2]["error"].startswith("tool call budget spent")
-    env = _env(max_seconds=0.01)
-    time.sleep(0.02)
+    env = SlowShop(max_seconds=0.05)
+    env.reset(**ROW)
+    time.sleep(0.1)  # the model's generation between turns is not the tools' time
+    assert _call(env, "wait", {"seconds": 0.06}) == "ok"
     assert _call(env, "price", {"item": "fig"})["error"].startswith("time budget spent")
 
 
