@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any
 
-from tasks.verifiers._base import Reward, column
+from tasks.verifiers._base import Reward, column, log_metric
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
@@ -46,9 +46,7 @@ class _EnvironmentReward(Reward):
         if self.params["environment"] not in ENVIRONMENTS:
             self._fail(f"unknown environment {self.params['environment']!r}; registered: {sorted(ENVIRONMENTS)}")
         self.env_class = ENVIRONMENTS[self.params["environment"]]
-
-    def applies(self, family: str | None) -> bool:
-        return family is None or family in self.env_class.FAMILIES
+        self.FAMILIES = self.env_class.FAMILIES  # rows of other families get None (mixtures)
 
     def required_columns(self) -> list[str]:
         return list(self.env_class.COLUMNS)
@@ -96,7 +94,9 @@ class ToolCallReward(_EnvironmentReward):
     (unknown argument, wrong type, unparsed JSON, over budget) and the final reply holds no
     unparsed `<tool_call>`; else 0.0. A call to a tool that does not exist never reaches the
     environment (TRL answers it), so it earns nothing. None without a rollout's environment.
-    Budget: reads the environment's call log. Params: ``environment``.
+    Budget: reads the environment's call log. Params: ``environment``. Logs
+    `tools/errors_per_rollout` (TRL's `tools/failure_frequency` counts only raised exceptions,
+    and environment tools return their errors).
     """
 
     name = "tool_call_reward"
@@ -109,6 +109,10 @@ class ToolCallReward(_EnvironmentReward):
                 continue
             calls = getattr(env, "calls", [])
             out.append(float(bool(calls) and all(c["error"] is None for c in calls) and "<tool_call>" not in text))
+        envs = [e for e in self._environments(len(texts), kwargs) if e is not None]
+        if envs:
+            log_metric(kwargs, "tools/errors_per_rollout",
+                       sum(c["error"] is not None for e in envs for c in e.calls) / len(envs))
         return out
 
 
