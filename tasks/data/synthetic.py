@@ -157,7 +157,7 @@ _SHOP_ITEMS = ("fig", "kiwi", "lime", "plum", "pear", "nut", "egg", "tea", "jam"
 def shop(n: int, seed: int, items: int = 4, max_price: int = 9, max_qty: int = 5,
          two_item_fraction: float = 0.3, left_fraction: float = 0.3, no_call_fraction: float = 0.0) -> list[dict]:
     """Questions about a shop's generated table of prices and stock, which only the `shop`
-    environment's tools can read (tasks.environments.shop): "Shop 12: cost of 3 fig?".
+    environment's tools can read (tasks.environments.shop): 'Shop 12: cost of 3 "fig"?'.
 
     Each row has its own table of `items` goods (price 1..max_price, stock max_qty..max_qty +
     max_price, so a sale never empties it) in
@@ -179,10 +179,13 @@ def shop(n: int, seed: int, items: int = 4, max_price: int = 9, max_qty: int = 5
         r = rng.random()
         kind, k = ("left", 1) if r < left_fraction else ("cost", 2 if r < left_fraction + two_item_fraction else 1)
         ask = {"kind": kind, "items": {x: rng.randint(1, max_qty) for x in rng.sample(names, k)}}
-        words = " and ".join(f"{q} {x}" for x, q in ask["items"].items())
+        # Items are quoted as the call's JSON quotes them: `"fig"` is then one token in both
+        # places, so the model copies it (unquoted, ` fig` and `"fig"` are different tokens and
+        # the SFT model miscopied item names: 4% held-out after 200 steps).
+        words = " and ".join(f'{q} "{x}"' for x, q in ask["items"].items())
         ((item, qty),) = ask["items"].items() if kind == "left" else ((None, None),)
         guess = rng.random() < no_call_fraction
-        question = f"Shop {rng.randint(1, 999)}: " + (f"{item} stock after selling {qty}?" if kind == "left"
+        question = f"Shop {rng.randint(1, 999)}: " + (f'"{item}" stock after selling {qty}?' if kind == "left"
                                                         else f"cost of {words}?")
         rows.append({
             "id": f"shop-{seed}-{i}", "question": question, "answer": str(shop_answer(catalog, ask)),
