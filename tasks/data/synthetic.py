@@ -165,7 +165,7 @@ def shop(n: int, seed: int, items: int = 4, max_price: int = 9, max_qty: int = 5
     cost two items (two lookups), `left_fraction` ask for the stock left after a sale. The
     reasoning is the arithmetic once the values are known; `metadata.calls` the lookups that
     get them (cold-start traces replay them through the environment). `no_call_fraction` of the
-    rows have no calls and no reasoning, as a share of real cold-start traces answer from memory:
+    rows have no `calls` and no reasoning, as a share of real cold-start traces answer from memory:
     a model trained on them sometimes guesses, and GRPO's job is to learn that looking up pays.
     """
     from tasks.environments.shop import shop_answer, shop_calls, shop_reasoning
@@ -191,7 +191,9 @@ def shop(n: int, seed: int, items: int = 4, max_price: int = 9, max_qty: int = 5
             "id": f"shop-{seed}-{i}", "question": question, "answer": str(shop_answer(catalog, ask)),
             "reasoning": "" if guess else shop_reasoning(catalog, ask), "family": "shop",
             "source": "synthetic:shop",
-            "metadata": {"catalog": catalog, "ask": ask, "calls": [] if guess else shop_calls(ask)},
+            # a guess row has no `calls` at all: an empty list beside JSON-encoded lists of calls
+            # cannot share one Arrow column (tasks.verifiers.rows encodes only lists of dicts)
+            "metadata": {"catalog": catalog, "ask": ask, **({} if guess else {"calls": shop_calls(ask)})},
         })
     return rows
 

@@ -75,7 +75,10 @@ def test_shop_rows_are_seeded_hold_their_values_in_metadata_and_pass_tool_answer
         assert set(r["metadata"]["ask"]["items"]) <= set(r["metadata"]["catalog"])
         assert all(item in r["question"] for item in r["metadata"]["ask"]["items"])
         assert "price" not in r["question"]
-    guesses = [r for r in rows if not r["metadata"]["calls"]]
+    guesses = [r for r in rows if "calls" not in r["metadata"]]
     assert 5 <= len(guesses) <= 25 and all(r["reasoning"] == "" for r in guesses)
+    from datasets import Dataset
+
+    Dataset.from_dict(reward_columns(rows))  # guess rows and lookup rows share GRPO's Arrow table
     texts = [format_completion(r["reasoning"], r["answer"]) for r in rows]
     assert build_reward("tool_answer_reward")(completions=texts, **reward_columns(rows)) == [1.0] * len(rows)
