@@ -3,7 +3,7 @@
     <|im_start|>system
     Tools: price(item) stock(item)<|im_end|>
     <|im_start|>user
-    Shop 12: cost of 3 fig?<|im_end|>
+    Shop 12: cost of 3 "fig"?<|im_end|>
     <|im_start|>assistant
     <tool_call>{"name": "price", "arguments": {"item": "fig"}}</tool_call><|im_end|>
     <|im_start|>tool

@@ -3,7 +3,7 @@
 A row (tasks.data.synthetic.shop) carries its table in `metadata.catalog`
 (`{"fig": {"price": 4, "stock": 7}, ...}`) and its question in `metadata.ask`
 (`{"kind": "cost", "items": {"fig": 3}}`); the prompt shows only the question
-("Shop 12: cost of 3 fig?"), so the answer needs a lookup and a little arithmetic:
+('Shop 12: cost of 3 "fig"?'), so the answer needs a lookup and a little arithmetic:
 
     cost  sum of quantity * price over the items (one or two lookups)
     left  stock - quantity of the one item
