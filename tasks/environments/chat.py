@@ -14,8 +14,9 @@
     </think>
     <answer>12</answer><|im_end|>
 
-`TOOL_CHAT_TEMPLATE` renders exactly ChatML (tasks.modeling.CHAT_TEMPLATE) when no tools and no
-tool calls are present, so it can serve every family; the tool list is one short line (name and
+`TOOL_CHAT_TEMPLATE` (in tasks.modeling, beside the embedded tokenizer it belongs to) renders
+exactly ChatML (`CHAT_TEMPLATE`) when no tools and no tool calls are present, so it can serve
+every family; the tool list is one short line (name and
 argument names) because every prompt character is a token for the tiny model. It is
 prefix-preserving, which TRL's multi-turn loop needs (`is_chat_template_prefix_preserving`).
 
@@ -35,25 +36,7 @@ import re
 from typing import Any
 
 from tasks.environments._base import UNPARSED
-
-TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
-
-TOOL_CHAT_TEMPLATE = (
-    "{% if tools %}<|im_start|>system\n"
-    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n{% endif %}"
-    "Tools:{% for t in tools %} {{ t['function']['name'] }}"
-    "({{ t['function']['parameters']['properties'] | join(', ') }}){% endfor %}<|im_end|>\n{% endif %}"
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' and tools %}"
-    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
-    "<|im_start|>assistant\n{{ message['content'] or '' }}"
-    "{% for call in message['tool_calls'] %}<tool_call>"
-    "{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
-    "</tool_call>{% endfor %}<|im_end|>\n"
-    "{% else %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from tasks.modeling import CHAT_TEMPLATE, TOOL_CHAT_TEMPLATE
 
 RESPONSE_TEMPLATE = {
     "defaults": {"role": "assistant"},
@@ -94,8 +77,6 @@ def enable_tool_calls(tok):
     embedded tokenizer gets `TOOL_CHAT_TEMPLATE`; a pretrained model's tokenizer keeps its own
     template, with the response parser TRL knows for it (`add_response_schema`, which refuses
     a template it does not know)."""
-    from tasks.modeling import CHAT_TEMPLATE
-
     if tok.chat_template in (CHAT_TEMPLATE, TOOL_CHAT_TEMPLATE):
         tok.chat_template = TOOL_CHAT_TEMPLATE
         tok.response_template = RESPONSE_TEMPLATE
