@@ -47,7 +47,7 @@ def reasoning_split(eval_dir: str, data_dir: str, verifier: str) -> dict[str, fl
     heldout, reward = read_split(data_dir, "eval"), build_reward(verifier)
     for line in (Path(eval_dir) / "samples.jsonl").read_text().splitlines():
         doc = json.loads(line)
-        if not doc["benchmark"].startswith("heldout"):
+        if not doc["benchmark"].startswith("heldout") or "completions" not in doc:  # multi-turn: tool_split
             continue
         n = len(doc["completions"])
         right = reward(completions=doc["completions"], **repeat_columns(reward_columns([heldout[doc["doc_id"]]]), [n]))
@@ -56,7 +56,17 @@ def reasoning_split(eval_dir: str, data_dir: str, verifier: str) -> dict[str, fl
                 reasoned, reasoned_right = reasoned + 1, reasoned_right + (r == 1.0)
             else:
                 skipped += 1
-    return {"skips_reasoning": skipped / (skipped + reasoned), "reasoned_accuracy": reasoned_right / max(reasoned, 1)}
+    return {"skips_reasoning": skipped / max(skipped + reasoned, 1), "reasoned_accuracy": reasoned_right / max(reasoned, 1)}
+
+
+#: a tool-use recipe's held-out call statistics (tasks.eval.multi_turn), per checkpoint
+TOOL_METRICS = ("called_rate", "tool_calls_mean", "with_call/pass_at_1", "without_call/pass_at_1")
+
+
+def tool_split(metrics: dict) -> dict[str, float]:
+    """How often the checkpoint called a tool on the held-out split and how accurate it was
+    with and without a call (empty for a single-turn recipe)."""
+    return {k: metrics[f"heldout/{k}"] for k in TOOL_METRICS if f"heldout/{k}" in metrics}
 
 
 README_BEGIN, README_END = "<!-- grpo-gain table: begin -->", "<!-- grpo-gain table: end -->"
@@ -121,6 +131,7 @@ def run_seed(args, seed: int) -> dict:
     for name, ckpt in (("sft", "sft"), ("grpo", final)):
         split = reasoning_split(by_ckpt[ckpt]["path"], summary["data"], recipe.data.verifier)
         out.update({f"{name}_{k}": v for k, v in split.items()})
+        out.update({f"{name}_{k}": v for k, v in tool_split(by_ckpt[ckpt]).items()})
     if args.control == "random":
         p = round(out["sft"], 4)
         coin = f"[{{name: random_reward, params: {{p: {p}, seed: {seed}}}}}]"
@@ -154,6 +165,10 @@ def main() -> None:
         print(f"{r['seed']:>4} {base:>7} {r['sft']:7.3f} {r['grpo']:7.3f} {r['gain']:+7.3f} {r['wall_s']:>7}"
               f"   {r['sft_skips_reasoning']:14.3f} -> {r['grpo_skips_reasoning']:.3f}"
               f"   {r['sft_reasoned_accuracy']:20.3f} -> {r['grpo_reasoned_accuracy']:.3f}")
+    for r in results:
+        if "sft_called_rate" in r:
+            print(f"seed {r['seed']}: " + "   ".join(f"{k} {r[f'sft_{k}']:.3f} -> {r[f'grpo_{k}']:.3f}"
+                                                   for k in TOOL_METRICS if f"sft_{k}" in r))
     mean_gain = sum(r["gain"] for r in results) / len(results)
     print(f"mean gain over {len(results)} seeds: {100 * mean_gain:+.1f} points")
     if args.control == "random":

@@ -255,8 +255,9 @@ def model_id_of_source(source: str) -> str | None:
 
 # ---------------------------------------------------------------- rollouts as traces
 def log_rollouts(run_id: str, stage: str, step: int, samples: list[dict]) -> None:
-    """Queue one trace per sample (`prompt`, `completion`, `reward/<name>`, `advantage`), linked
-    to the stage run and tagged with the stage and step."""
+    """Queue one trace per sample (`prompt`, `completion`, `reward/<name>`, `advantage`, and a
+    `tool/<name>` span per entry of `tool_calls`), linked to the stage run and tagged with the
+    stage and step."""
     if samples:
         BACKGROUND.submit(f"rollout traces of {stage} step {step}", lambda c: _traces(c, run_id, stage, step, samples))
 
@@ -269,6 +270,11 @@ def _traces(client, run_id: str, stage: str, step: int, samples: list[dict]) -> 
         root = client.start_trace(f"{stage}/rollout", span_type="LLM", inputs={"prompt": s["prompt"]},
                                   attributes={"step": step, "sample": i, "advantage": s.get("advantage")},
                                   tags={"stage": stage, "step": str(step)}, experiment_id=exp, run_id=run_id)
+        for call in s.get("tool_calls") or []:  # multi-turn rollouts: one span per tool call
+            span = client.start_span(f"tool/{call['name']}", trace_id=root.trace_id, parent_id=root.span_id,
+                                     span_type="TOOL", inputs={"arguments": call.get("arguments")})
+            client.end_span(root.trace_id, span.span_id, outputs={"result": call.get("result"), "error": call.get("error")},
+                            status="ERROR" if call.get("error") else "OK")
         for name, value in rewards.items():
             span = client.start_span(name, trace_id=root.trace_id, parent_id=root.span_id, span_type="EVALUATOR",
                                      inputs={"completion": s["completion"]})

@@ -24,6 +24,25 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Tool use (tasks.environments.chat has the layout and the parser): ChatML when a conversation
+# has no tools and no calls; else one short tools line and `<tool_call>` JSON blocks.
+TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
+TOOL_CHAT_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n{% endif %}"
+    "Tools:{% for t in tools %} {{ t['function']['name'] }}"
+    "({{ t['function']['parameters']['properties'] | join(', ') }}){% endfor %}<|im_end|>\n{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' and tools %}"
+    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
+    "<|im_start|>assistant\n{{ message['content'] or '' }}"
+    "{% for call in message['tool_calls'] %}<tool_call>"
+    "{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
+    "</tool_call>{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Ordinary added tokens, not special ones: decoding with skip_special_tokens=True must keep
 # them, or every format and answer regex silently fails.
@@ -48,15 +67,19 @@ def train_tokenizer(texts, vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
+    texts = list(texts)
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.add_tokens(REASONING_TOKENS)
+    # Tool-use corpora (tasks.environments) get the tool-call tags as tokens and a template that
+    # renders tools; every other corpus keeps exactly the ChatML tokenizer it always had.
+    uses_tools = any("<tool_call>" in t for t in texts)
+    tok.add_tokens(REASONING_TOKENS + (TOOL_TOKENS if uses_tools else []))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=TOOL_CHAT_TEMPLATE if uses_tools else CHAT_TEMPLATE,
     )
     fast.padding_side = "left"  # generation batches are left-padded
     return fast

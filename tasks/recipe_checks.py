@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tasks.environments import rollout_environment_problems
 from tasks.eval.benchmark_checks import check_benchmarks
 from tasks.recipe import Recipe, RecipeError, did_you_mean
 from tasks.train.presets import check_stages, stage_trainer_fields
@@ -148,6 +149,7 @@ def _check_rewards(recipe: Recipe) -> list[str]:
         canary = stage.monitors.reward_hacking
         if canary.policy != "off":
             problems += verifier_problems(f"grpo.stages.{i}.monitors.reward_hacking.reward", canary.reward)
+    problems += rollout_environment_problems("data.environment", recipe.data.environment, recipe.data.environment_params)
     return problems + verifier_problems("data.verifier", recipe.data.verifier)
 
 

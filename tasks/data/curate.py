@@ -36,6 +36,7 @@ from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
 from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
+from tasks.environments import environment_row_problem
 from tasks.layout import QUARANTINE, SPLITS, split_file
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Recipe, Source, stable_hash
@@ -119,6 +120,8 @@ def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = N
             return "missing countdown numbers/target: map them with columns: {numbers: nums}"
     elif not row.get("answer"):
         return "missing gold answer"
+    if cfg.environment and (problem := environment_row_problem(cfg.environment, cfg.environment_params, row)):
+        return problem
     if row.get("family") == "math" and not gold_is_parseable(row["answer"]):
         return f"unparseable gold answer: the math verifier cannot read {row['answer'][:80]!r}"
     if prompt_tokens is not None and prompt_tokens > cfg.max_prompt_tokens:

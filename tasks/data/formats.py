@@ -19,6 +19,10 @@ when the dataset has one), `family: code` and `tests` (tasks.verifiers.code_test
 - `livecodebench`: `question_content`, `public_test_cases` / `private_test_cases` (JSON lists of
   `{input, output, testtype}`; `stdin` cases run on stdin, `functional` ones call
   `Solution().<func_name>(...)` with `metadata.func_name`), `starter_code`.
+- `function_calling` (xLAM / APIGen, BFCL-shaped): `query`, `tools` (a list of function schemas,
+  or its JSON), `answers` (the expected calls `[{"name", "arguments"}]`, or its JSON) -> question
+  "<query>\n\nTools: <tools JSON>", answer the calls' JSON, metadata `tools` and `answers`,
+  family function_calling (scored by tool_call_match_reward); unreadable answers are quarantined.
 GSM8K and MATH need no format: `answer_format: gsm8k | boxed` (and `columns:` for MATH's
 `problem`/`solution`).
 """
@@ -28,7 +32,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-FORMATS = ("canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench")
+FORMATS = ("canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench", "function_calling")
+#: the task family each format's rows belong to (the code formats: code)
+FAMILY = {"countdown": "countdown", "function_calling": "function_calling"}
 
 
 def _fenced(code: Any) -> str | None:
@@ -88,18 +94,30 @@ def _countdown(raw: dict) -> dict:
     return {"question": question, "numbers": nums, "target": target}
 
 
-_CONVERT = {"countdown": _countdown, "mbpp": _mbpp, "humaneval": _humaneval, "apps": _apps, "livecodebench": _livecodebench}
+def _function_calling(raw: dict) -> dict:
+    tools, answers = _json(raw.get("tools"), "tools"), _json(raw.get("answers"), "answers")
+    if not isinstance(tools, list) or not isinstance(answers, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("arguments", {}), dict)
+            for a in answers):
+        raise ValueError("bad answers: tools must be a list and answers a list of {name, arguments} calls")
+    query = raw.get("query") or raw.get("question")
+    return {"question": f"{query}\n\nTools: {json.dumps(tools)}" if query else None,
+            "answer": json.dumps(answers), "tools": tools, "answers": answers}
+
+
+_CONVERT = {"countdown": _countdown, "function_calling": _function_calling, "mbpp": _mbpp, "humaneval": _humaneval, "apps": _apps, "livecodebench": _livecodebench}
 
 
 def from_format(raw: dict, fmt: str) -> dict:
     """`raw` with its dataset-native columns read as canonical code-row columns (module docstring)."""
     if fmt == "canonical":
         return raw
-    family = "countdown" if fmt == "countdown" else "code"
+    family = FAMILY.get(fmt, "code")
     try:
         row = _CONVERT[fmt](raw)
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        msg = str(e) if str(e).startswith("bad tests") else f"bad tests: unreadable {fmt} row ({type(e).__name__}: {e})"
+        msg = str(e) if str(e).startswith(("bad tests", "bad answers")) else \
+            f"bad tests: unreadable {fmt} row ({type(e).__name__}: {e})"
         return {**raw, "family": family, "_invalid": msg}
-    keep = {k: v for k, v in raw.items() if k not in row and k != "nums"}
+    keep = {k: v for k, v in raw.items() if k not in row and k not in ("nums", "query")}
     return {**keep, **{k: v for k, v in row.items() if v is not None}, "family": raw.get("family") or family}

@@ -150,6 +150,54 @@ def code(n: int, seed: int, max_value: int = 9, io_fraction: float = 0.3, tests:
     return rows
 
 
+_SHOP_ITEMS = ("fig", "kiwi", "lime", "plum", "pear", "nut", "egg", "tea", "jam", "oat", "rice", "corn")
+
+
+@_register
+def shop(n: int, seed: int, items: int = 4, max_price: int = 9, max_qty: int = 5,
+         two_item_fraction: float = 0.3, left_fraction: float = 0.3, no_call_fraction: float = 0.0) -> list[dict]:
+    """Questions about a shop's generated table of prices and stock, which only the `shop`
+    environment's tools can read (tasks.environments.shop): 'Shop 12: cost of 3 "fig"?'.
+
+    Each row has its own table of `items` goods (price 1..max_price, stock max_qty..max_qty +
+    max_price, so a sale never empties it) in
+    `metadata.catalog` and its question in `metadata.ask`; `two_item_fraction` of the questions
+    cost two items (two lookups), `left_fraction` ask for the stock left after a sale. The
+    reasoning is the arithmetic once the values are known; `metadata.calls` the lookups that
+    get them (cold-start traces replay them through the environment). `no_call_fraction` of the
+    rows have no `calls` and no reasoning, as a share of real cold-start traces answer from memory:
+    a model trained on them sometimes guesses, and GRPO's job is to learn that looking up pays.
+    """
+    from tasks.environments.shop import shop_answer, shop_calls, shop_reasoning
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        names = rng.sample(_SHOP_ITEMS, items)
+        catalog = {x: {"price": rng.randint(1, max_price), "stock": rng.randint(max_qty, max_price + max_qty)}
+                   for x in names}
+        r = rng.random()
+        kind, k = ("left", 1) if r < left_fraction else ("cost", 2 if r < left_fraction + two_item_fraction else 1)
+        ask = {"kind": kind, "items": {x: rng.randint(1, max_qty) for x in rng.sample(names, k)}}
+        # Items are quoted as the call's JSON quotes them: `"fig"` is then one token in both
+        # places, so the model copies it (unquoted, ` fig` and `"fig"` are different tokens and
+        # the SFT model miscopied item names: 4% held-out after 200 steps).
+        words = " and ".join(f'{q} "{x}"' for x, q in ask["items"].items())
+        ((item, qty),) = ask["items"].items() if kind == "left" else ((None, None),)
+        guess = rng.random() < no_call_fraction
+        question = f"Shop {rng.randint(1, 999)}: " + (f'"{item}" stock after selling {qty}?' if kind == "left"
+                                                        else f"cost of {words}?")
+        rows.append({
+            "id": f"shop-{seed}-{i}", "question": question, "answer": str(shop_answer(catalog, ask)),
+            "reasoning": "" if guess else shop_reasoning(catalog, ask), "family": "shop",
+            "source": "synthetic:shop",
+            # a guess row has no `calls` at all: an empty list beside JSON-encoded lists of calls
+            # cannot share one Arrow column (tasks.verifiers.rows encodes only lists of dicts)
+            "metadata": {"catalog": catalog, "ask": ask, **({} if guess else {"calls": shop_calls(ask)})},
+        })
+    return rows
+
+
 def generate(name: str, n: int, seed: int, **params) -> list[dict]:
     """Rows from the generator called `name`; unknown names list the valid ones."""
     if name not in GENERATORS:

@@ -78,7 +78,7 @@ def eval_spec(recipe: Recipe, heldout: str | None, ckpt: StageOutput, suite: str
     cfg, held = recipe.evaluation, Path(heldout) if heldout else None
     return StageSpec(stage_name("eval", ckpt.stage), eval_key(suite, ckpt.key),
                      lambda out, hooks: run_evaluation(checkpoint_model_dir(ckpt.path), cfg, out, held,
-                                                       recipe.data.system_prompt),
+                                                       recipe.data.system_prompt, environment_spec(recipe)),
                      params={"evaluation": eval_settings(cfg), "checkpoint": ckpt.path},
                      inputs=benchmark_datasets(cfg, held), scored=ckpt,
                      tags={"checkpoint": ckpt.stage, "eval.suite": suite, "eval.seed": str(cfg.seed),
@@ -247,17 +247,32 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
+def environment_spec(recipe: Recipe) -> dict | None:
+    """The recipe's `data.environment` as `run_evaluation` takes it; None for single-turn families."""
+    d = recipe.data
+    return {"name": d.environment, "params": d.environment_params, "verifier": d.verifier} if d.environment else None
+
+
 def run_evaluation(model_path: str | Path, cfg: EvaluationSection, out_dir: Path, heldout: Path | None = None,
-                   system_prompt: str | None = None) -> dict[str, float]:
+                   system_prompt: str | None = None, environment: dict | None = None) -> dict[str, float]:
     """Evaluate one checkpoint on every benchmark inside the active MLflow run: log the per-sample
-    table, lm-eval's results/configs/settings JSON and the task YAMLs; return the metrics."""
+    table, lm-eval's results/configs/settings JSON and the task YAMLs; return the metrics. With
+    `environment` (`{"name", "params", "verifier"}`: the recipe's `data.environment`), the held-out
+    split is answered in multi-turn rollouts with its tools (tasks.eval.multi_turn) instead."""
     import mlflow
     import pandas as pd
 
     bench_dir = out_dir / "benchmarks"
     runs = write_benchmarks(cfg, bench_dir, heldout, system_prompt)
-    ev = evaluate_model(model_path, runs, cfg)
-    (out_dir / SAMPLES_FILE).write_text("".join(json.dumps(s) + "\n" for s in ev.samples))
+    held = next((b for b in cfg.benchmarks if b.kind == "heldout"), None)
+    metrics, samples = {}, []
+    if environment and held and heldout:
+        metrics, samples = _multi_turn(model_path, cfg, held, heldout, system_prompt, environment)
+        runs = [r for r in runs if r.name != held.name]
+    ev = evaluate_model(model_path, runs, cfg) if runs else Evaluation()
+    ev.metrics.update(metrics)
+    ev.samples += samples
+    (out_dir / SAMPLES_FILE).write_text("".join(json.dumps(s, default=str) + "\n" for s in ev.samples))
     if ev.samples:
         mlflow.log_table(pd.DataFrame(ev.samples), artifact_file="eval/samples.json")
     for part, data in ev.lm_eval.items():
@@ -266,3 +281,23 @@ def run_evaluation(model_path: str | Path, cfg: EvaluationSection, out_dir: Path
     if ev.audit:
         write_audit(ev.audit, out_dir, mlflow.active_run().info.run_id if mlflow.active_run() else None)
     return ev.metrics
+
+
+def _multi_turn(model_path, cfg: EvaluationSection, bench, heldout: Path, system_prompt, environment: dict):
+    import mlflow
+
+    from tasks.eval.multi_turn import evaluate_in_environment, trace_samples
+    from tasks.lineage import log_rollouts
+
+    rows = [json.loads(line) for line in heldout.read_text().splitlines() if line.strip()]
+    rows = rows[: bench.limit or cfg.limit or len(rows)]
+    metrics, samples = evaluate_in_environment(
+        model_path, rows, environment, samples=bench.samples or cfg.samples,
+        temperature=cfg.temperature if bench.temperature is None else bench.temperature,
+        max_new_tokens=bench.max_new_tokens or cfg.max_new_tokens, batch_size=cfg.batch_size,
+        system_prompt=system_prompt, prefix=bench.name)
+    log.info("%s on %s (multi-turn, %s): %s", model_path, bench.name, environment["name"],
+             {k: round(v, 4) for k, v in metrics.items()})
+    if (run := mlflow.active_run()) is not None:
+        log_rollouts(run.info.run_id, f"eval-{bench.name}", 0, trace_samples(samples))
+    return metrics, samples

@@ -21,7 +21,8 @@ class Source(Section):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column <- source column, e.g. {question: problem}. "
                                           "Canonical: id, question (or messages), answer, reasoning, family, source.")
-    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench"] = Field(
+    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench",
+                    "function_calling"] = Field(
         "canonical", description="A code dataset's native layout, read into question, answer and tests "
                                  "(tasks/data/formats.py, docs/curation.md#dataset-formats).")
     answer_format: Literal["plain", "gsm8k", "boxed"] = Field(
@@ -132,6 +133,11 @@ class DataSection(Section):
     system_prompt: str | None = Field(None, description="Optional system message before every question.")
     verifier: str = Field("math_answer_reward", description="Registered verifier that decides whether an answer "
                                                             "is correct (score 1.0): cold-start traces, pass rates.")
+    environment: str | None = Field(None, description="Registered environment (tasks/environments) whose tools "
+                                                       "the model calls in multi-turn rollouts: GRPO, cold-start "
+                                                       "traces and evaluation run its tools. Empty: single-turn.")
+    environment_params: dict[str, Any] = Field(default_factory=dict, description="The environment's parameters "
+                                               "(e.g. max_calls, max_seconds per rollout).")
     dedup: DedupSection = DedupSection()
     decontamination: DecontaminationSection = DecontaminationSection()
     cold_start: ColdStartSection = ColdStartSection()

@@ -143,6 +143,9 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     settings = {**trainer_defaults(recipe, out_dir), "save_total_limit": 2, "ddp_find_unused_parameters": False,
                 **fields, **vllm_kwargs}
     settings.setdefault("reward_weights", [s.weight for s in specs])
+    tools = tool_use_kwargs(recipe, init_model)
+    if tools:  # TRL's cap on tool rounds per rollout; the environment also caps calls and seconds
+        settings.setdefault("max_tool_calling_iterations", int(tools["environment_factory"]().params["max_calls"]))
     args = GRPOConfig(**without_hub_token(settings))
     rows, canary = split_canary(select_rows(read_split(data_dir, "grpo"), stage.data), stage)
     if not rows:
@@ -156,7 +159,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     trainer = PipelineGRPOTrainer(
         model=str(init_model), reward_funcs=audit.wrap(rewards), args=args,
         train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
-        dynamic_sampling=dynamic_sampling_for(stage),
+        dynamic_sampling=dynamic_sampling_for(stage), **tools,
         callbacks=[*callbacks, *checkpoint_callbacks(recipe, stage_name("grpo", stage.name), stage_run_id())])
     run_id = stage_run_id()
     tag_distribution(trainer.accelerator, run_id)
@@ -177,6 +180,22 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     if trainer.accelerator.is_main_process:
         audit.finish(out_dir, run_id)
     return _finish(trainer, stage, out_dir, run_id, result.training_loss, last)
+
+
+def tool_use_kwargs(recipe: Recipe, init_model: Path) -> dict:
+    """With `data.environment`: TRL's `environment_factory` (one environment per rollout) and
+    the policy's tokenizer set up to render tools and parse tool calls; else {}."""
+    if not recipe.data.environment:
+        return {}
+    from transformers import AutoTokenizer
+
+    from tasks.environments import environment_factory
+    from tasks.environments.chat import enable_tool_calls
+
+    tok = enable_tool_calls(AutoTokenizer.from_pretrained(str(init_model)))
+    tok.padding_side = "left"
+    return {"environment_factory": environment_factory(recipe.data.environment, recipe.data.environment_params),
+            "processing_class": tok}
 
 
 def _save_policy(trainer, out_dir: Path, lora: bool) -> None:

@@ -8,16 +8,20 @@ Both write a `model/` directory (weights + tokenizer) that the next stage loads 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from tasks.data.curate import prompt_messages, read_split
+from tasks.environments import environment_factory
+from tasks.environments.rollout import cold_start_example, corpus_text
 from tasks.layout import model_dir, split_file
 from tasks.modeling import init_model, load_model, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
 from tasks.stages import StageHooks, StageOutput, StageSpec, stage_name, stage_run_id
 from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
+from tasks.verifiers.rows import row_fields
 
 
 def base_key(recipe: Recipe, data_key: str) -> str:
@@ -61,11 +65,27 @@ def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> d
     else:
         texts = [r["question"] + "\n" + r.get("completion", "") for split in ("sft", "grpo")
                  for r in read_split(data_dir, split)]
+        if recipe.data.environment:  # the tool calls and the tools line are text the model writes and reads
+            env = environment_factory(recipe.data.environment, recipe.data.environment_params)()
+            texts += [corpus_text(row_fields(r), env) for r in read_split(data_dir, "sft")]
         tok = train_tokenizer(texts, recipe.model.scratch.vocab_size)
         model = init_model(tok, recipe.model.scratch, seed=recipe.seed)
     model.save_pretrained(model_dir(out_dir))
     tok.save_pretrained(model_dir(out_dir))
     return {"model/parameters": float(sum(p.numel() for p in model.parameters())), "model/vocab_size": float(len(tok))}
+
+
+def sft_example(recipe: Recipe, row: dict) -> dict:
+    """One SFT example: the prompt and the verifier-checked completion; with `data.environment`,
+    the completion is the row's tool calls, their results from the environment, then the answer,
+    and `tools` (JSON) is what the chat template renders into the prompt."""
+    example = {"prompt": prompt_messages(row, recipe.data.system_prompt),
+               "completion": [{"role": "assistant", "content": row["completion"]}]}
+    if recipe.data.environment:
+        env = environment_factory(recipe.data.environment, recipe.data.environment_params)()
+        example["completion"], tools = cold_start_example(row_fields(row), env, row["completion"])
+        example["tools"] = json.dumps(tools)
+    return example
 
 
 def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir: Path,
@@ -81,10 +101,7 @@ def run_sft(recipe: Recipe, data_dir: str | Path, base_dir: str | Path, out_dir:
 
     model, tok = load_model(model_dir(base_dir))
     rows = read_split(data_dir, "sft")
-    ds = Dataset.from_list([{
-        "prompt": prompt_messages(r, recipe.data.system_prompt),
-        "completion": [{"role": "assistant", "content": r["completion"]}],
-    } for r in rows])
+    ds = Dataset.from_list([sft_example(recipe, r) for r in rows])
     args = SFTConfig(**without_hub_token({**trainer_defaults(recipe, out_dir), **recipe.sft.trainer_fields()}))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          callbacks=[*callbacks, *checkpoint_callbacks(recipe, "sft", stage_run_id())])

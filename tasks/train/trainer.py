@@ -318,12 +318,15 @@ class PipelineGRPOTrainer(GRPOTrainer):
 
     def completion_samples(self, n: int) -> list[dict]:
         """The first `n` completions of the latest generation batch: prompt, completion, each
-        reward, advantage (what TRL keeps for its own completion log)."""
+        reward, advantage (what TRL keeps for its own completion log) and, in multi-turn
+        rollouts, the environment's `tool_calls` (name, arguments, result, error)."""
         logs = self._logs
         rows = []
         for i, (prompt, completion) in enumerate(zip(list(logs["prompt"])[:n], list(logs["completion"])[:n])):
             row = {"step": self.state.global_step, "prompt": prompt_text(prompt), "completion": completion_text(completion)}
             row.update({f"reward/{name}": float(v[i]) for name, v in logs["rewards"].items() if i < len(v)})
             row["advantage"] = float(logs["advantages"][i]) if i < len(logs["advantages"]) else float("nan")
+            if self.environments and i < len(self.environments):  # this process's rollouts come first
+                row["tool_calls"] = list(getattr(self.environments[i], "calls", []))
             rows.append(row)
         return rows

@@ -29,11 +29,12 @@ from tasks.verifiers.math import (
     extract_final_answer,
     score_math_answer,
 )
+from tasks.verifiers.tools import ToolAnswerReward, ToolCallMatchReward, ToolCallReward
 
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
     CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
-    RandomReward,
+    RandomReward, ToolAnswerReward, ToolCallReward, ToolCallMatchReward,
 ]
 
 

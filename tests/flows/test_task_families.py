@@ -4,6 +4,7 @@ and the evaluation reports the family's held-out accuracy."""
 
 import math
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -40,16 +41,22 @@ def _assert_every_reward_scored(recipe, client, children):
     assert not {f"monitor.{m}" for m in ("entropy_collapse", "kl_blowup", "unscored_reward")} & set(tags), tags
 
 
-@pytest.mark.parametrize("recipe_name", ["tiny-countdown", "tiny-code"])
+@pytest.mark.parametrize("recipe_name", ["tiny-countdown", "tiny-code", "tiny-tools"])
 def test_a_family_recipe_trains_and_evaluates_with_every_reward_scored(recipe_name, prefect_server, tmp_path):
     recipe, client, children = _run(recipe_name, tmp_path)
     _assert_every_reward_scored(recipe, client, children)
     family = recipe.data.sources[0].name
     grpo = client.get_run(children["grpo-stage-1"].info.run_id).data.metrics
     assert f"rewards/{recipe.grpo.stages[0].rewards[0].name}/{family}/mean" in grpo
-    ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
+    ev_run = children["eval-grpo-stage-1"].info.run_id
+    ev = client.get_run(ev_run).data.metrics
     assert 0.0 <= ev["heldout/pass_at_1"] <= 1.0
     assert f"heldout/{family}/pass_at_1" in ev
+    if recipe.data.environment:  # multi-turn: TRL's tool loop in GRPO, ours in evaluation, traced
+        assert "tools/call_frequency" in grpo
+        assert {"heldout/tool_calls_mean", "heldout/called_rate"} <= set(ev)
+        traces = mlflow.search_traces(run_id=ev_run, return_type="list")
+        assert 0 < len(traces) <= 16 and traces[0].info.tags["stage"] == "eval-heldout"
 
 
 def test_a_mixture_scores_each_family_with_its_own_verifiers_and_reports_each(prefect_server, tmp_path):

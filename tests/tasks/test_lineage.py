@@ -103,3 +103,21 @@ def test_a_resumed_attempt_logs_no_second_logged_model_for_its_checkpoint(tiny_r
     assert out.model_id == logged[0] and ready_model(out.model_id)
     outputs = MlflowClient().get_run(out.run_id).outputs.model_outputs
     assert [m.model_id for m in outputs] == logged
+
+
+def test_a_multi_turn_rollout_trace_has_one_span_per_tool_call(tiny_recipe):
+    from tasks.lineage import log_rollouts
+
+    configure_tracking(tiny_recipe.tracking)
+    with mlflow.start_run() as run:
+        pass
+    calls = [{"name": "price", "arguments": {"item": "fig"}, "result": "4", "error": None},
+             {"name": "price", "arguments": {"item": "3"}, "result": None, "error": "argument 'item' must be str"}]
+    log_rollouts(run.info.run_id, "grpo-s", 1, [{"prompt": "p", "completion": "c", "reward/r": 1.0,
+                                                  "advantage": 0.5, "tool_calls": calls}])
+    assert BACKGROUND.flush() == []
+    (trace,) = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+    tools = [s for s in trace.data.spans if s.name == "tool/price"]
+    assert [s.inputs for s in tools] == [{"arguments": {"item": "fig"}}, {"arguments": {"item": "3"}}]
+    assert [s.outputs["error"] for s in tools] == [None, "argument 'item' must be str"]
+    assert [s.status.status_code for s in tools] == ["OK", "ERROR"]

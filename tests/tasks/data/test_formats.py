@@ -72,3 +72,23 @@ def test_livecodebench_functional_and_stdin_cases_are_judged():
     assert build_reward("code_reward")(completions=texts, **reward_columns(rows)) == [1.0, 1.0]
     wrong = [format_completion("", "```python\nprint(1)\n```")] * 2
     assert build_reward("code_reward")(completions=wrong, **reward_columns(rows)) == [0.0, 0.0]
+
+
+def test_function_calling_rows_import_and_score_by_their_expected_calls():
+    """xLAM / APIGen / BFCL shape: query, tools (JSON schemas, or xLAM's parameter map), answers."""
+    rows, why = _read("function_calling", format="function_calling")
+    assert why[:3] == [None, None, None] and why[3].startswith("bad answers")
+    assert rows[0]["family"] == "function_calling" and "Tools: [" in rows[0]["question"]
+    cols = reward_columns(rows[:3])
+    reward = build_reward("tool_call_match_reward")
+    calls = [
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "oslo", "unit": "c"}}</tool_call>'
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}</tool_call>',
+        '[{"name": "convert_currency", "arguments": {"amount": 100, "src": "USD", "dst": "EUR"}}]',
+        '<tool_call>{"name": "factorial", "arguments": {"n": 7.0}}</tool_call>',
+    ]
+    assert reward(completions=calls, **cols) == [1.0, 1.0, 0.0]  # any order; 100 for a float; 7.0 for an int
+    wrong = ['<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}</tool_call>',
+             '[{"name": "convert_currency", "arguments": {"amount": 100, "src": "USD", "dst": "GBP"}}]',
+             "<answer>5040</answer>"]
+    assert reward(completions=wrong, **cols) == [0.0, 0.0, 0.0]

@@ -62,3 +62,23 @@ def test_code_reasoning_restates_the_rule_with_its_constant_and_the_code_returns
         assert f"return {r['reasoning']}\n" in r["answer"] or f"print({r['reasoning']})\n" in r["answer"]
         expected = [t.get("output") or t["code"].split("==")[1] for t in r["metadata"]["tests"]]
         assert len(set(expected)) > 1  # no constant program passes every test
+
+
+def test_shop_rows_are_seeded_hold_their_values_in_metadata_and_pass_tool_answer_reward():
+    from tasks.data.cold_start import format_completion
+    from tasks.verifiers import build_reward
+    from tasks.verifiers.rows import reward_columns
+
+    rows = generate("shop", n=60, seed=1, no_call_fraction=0.25)
+    assert rows == generate("shop", n=60, seed=1, no_call_fraction=0.25) and rows != generate("shop", n=60, seed=2)
+    for r in rows:  # the question names the items; their prices and stock are only in the table
+        assert set(r["metadata"]["ask"]["items"]) <= set(r["metadata"]["catalog"])
+        assert all(item in r["question"] for item in r["metadata"]["ask"]["items"])
+        assert "price" not in r["question"]
+    guesses = [r for r in rows if "calls" not in r["metadata"]]
+    assert 5 <= len(guesses) <= 25 and all(r["reasoning"] == "" for r in guesses)
+    from datasets import Dataset
+
+    Dataset.from_dict(reward_columns(rows))  # guess rows and lookup rows share GRPO's Arrow table
+    texts = [format_completion(r["reasoning"], r["answer"]) for r in rows]
+    assert build_reward("tool_answer_reward")(completions=texts, **reward_columns(rows)) == [1.0] * len(rows)
