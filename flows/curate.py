@@ -8,6 +8,7 @@ from flows.progress import progress_hook
 from flows.reporting import post_stage_artifact, post_table, prefect_tags
 from tasks.data.curate import curate, data_key, log_splits
 from tasks.data.decontaminate import benchmark_sources
+from tasks.modeling import pretrained_path
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, run_stage
@@ -16,7 +17,7 @@ from tasks.tracking import StageOutput, configure_tracking, run_stage
 @task(name="curate-data")
 def curate_data(recipe: Recipe, parent_run_id: str | None) -> StageOutput:
     def body(out_dir):
-        stats = curate(recipe.data, out_dir, model_path=recipe.model.name_or_path,
+        stats = curate(recipe.data, out_dir, model_path=pretrained_path(recipe),
                        benchmarks=benchmark_sources(recipe), progress=progress_hook(recipe.name, "data"))
         log_splits(out_dir)
         return stats

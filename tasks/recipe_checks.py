@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tasks.eval.benchmark_checks import check_benchmarks
+from tasks.gguf import gguf_problems
 from tasks.recipe import Recipe, RecipeError, did_you_mean
 from tasks.train.presets import check_stages, stage_trainer_fields
 from tasks.train.requirements import environment_problems, value_problems
@@ -182,7 +183,7 @@ def validate_recipe(raw: dict, allow_missing: bool = False) -> Recipe:
     problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
                 + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
     if not problems and not allow_missing:  # this machine, once the recipe itself is sound
-        problems = environment_problems(recipe)
+        problems = gguf_problems(recipe.model.gguf) + environment_problems(recipe)
     if problems:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(problems))
     return recipe

@@ -320,7 +320,7 @@ def data_key(recipe) -> str:
                                             and data.cold_start.teacher == "policy")
     settings = data.model_dump(mode="json", exclude={"difficulty"})  # the pass-rate filter runs in GRPO
     return stable_hash([recipe.seed, settings, files, {k: b.model_dump(mode="json") for k, b in benchmarks.items()},
-                        recipe.model.name_or_path if uses_model else None])
+                        (recipe.model.name_or_path or recipe.model.gguf) if uses_model else None])
 
 
 def log_splits(data_dir: Path) -> None:
