@@ -24,6 +24,11 @@ lineage adds, which the load hardly moves.
 
     python measurements/grpo_overhead.py                      # configs/default.yaml, 20 steps, 3 repeats
     python measurements/grpo_overhead.py --steps 10 --repeats 2 --recipe configs/tiny.yaml
+    python measurements/grpo_overhead.py --steps 5 --repeats 2 --recipe configs/smollm2-arithmetic.yaml
+
+A recipe without cold start (sft.enabled: false) starts both sides from its base model.
+Where a pipeline step's time goes (generation, reward, update = forward + backward + optimizer,
+other) comes from the stage's `timing/*` metrics, each part measured by its own timer.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from trl import GRPOConfig, GRPOTrainer
 from tasks.data.curate import curate, read_split
 from tasks.layout import model_dir, split_file
 from tasks.lineage import BACKGROUND, log_checkpoint
+from tasks.modeling import pretrained_path
 from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
 from tasks.train.common import trainer_defaults
@@ -53,13 +59,18 @@ from tasks.train.sft import prepare_base_model, run_sft
 from tasks.verifiers import build_reward
 
 TARGET_RATIO = 1.05
+STEP_PARTS = ("step_s", "generation_s", "reward_s", "update_s", "other_s")  # timing/<part> of the stage run
 
 
 def prepare(recipe, root: Path, sft_steps: int) -> tuple[Path, Path, str]:
-    """Curated data, an SFT checkpoint and its LoggedModel id (what the GRPO stage starts from)."""
+    """Curated data, an SFT checkpoint (the base model when the recipe has no cold start) and its
+    LoggedModel id (what the GRPO stage starts from)."""
     data, base, sft = root / "data", root / "base", root / "sft"
-    curate(recipe.data, data)
+    curate(recipe.data, data, model_path=pretrained_path(recipe))
     prepare_base_model(recipe, data, base)
+    if not recipe.sft.enabled:
+        with mlflow.start_run(run_name="base-for-benchmark") as run:
+            return data, base, log_checkpoint(run.info.run_id, model_dir(base), "base", wait=True)
     short = recipe.model_copy(deep=True)
     short.sft.trainer["max_steps"] = sft_steps
     with mlflow.start_run(run_name="sft-for-benchmark") as run:
@@ -146,6 +157,9 @@ def main() -> None:
           f"{statistics.median(lineage) / statistics.median(cpu_s['plain']):.2%} of plain's median CPU s "
           "(the traces are exported on it too)")
     print(f"reward time share of step time (pipeline, mean over repeats): {share:.2%} (target <= 5%)")
+    parts = {k: statistics.mean(m[f"grpo/{k}"] for m in metrics) for k in STEP_PARTS}
+    print("pipeline seconds per step (timers, mean over repeats): "
+          + ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in parts.items()))
     print(f"throughput (pipeline, prompt+completion tokens/s per device): "
           f"{statistics.mean(m['grpo/throughput_tokens_per_s'] for m in metrics):.0f}")
 

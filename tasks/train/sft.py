@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.data.curate import prompt_messages, read_split
-from tasks.layout import model_dir, split_file
 from tasks.gguf import find_gguf, record_gguf_source
+from tasks.layout import model_dir, split_file
 from tasks.modeling import init_model, load_model, pretrained_path, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
 from tasks.tracking import file_digest, stage_run_id

@@ -5,7 +5,8 @@
 
 - Rewards run concurrently: each synchronous verifier runs in a worker thread and TRL gathers
   them with asyncio; each one's seconds per step are logged as `timing/reward/<name>_s`.
-- At each logging step: `timing/{step,generation,reward,canary,update}_s` (seconds per optimizer step),
+- At each logging step: `timing/{step,generation,reward,canary,update,other}_s` (seconds per optimizer
+  step; update = forward + loss, backward and optimizer step, each timed; other = the rest of the step),
   `timing/reward_share`, `perf/throughput` (verl's definition: prompt + completion tokens per
   second per device) and `perf/generated_tokens_per_s` (completion tokens per second of generation).
 - DAPO dynamic sampling (TRL 1.16 only logs `frac_reward_zero_std`): groups whose rewards have
@@ -23,6 +24,7 @@ from collections import Counter
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
@@ -114,6 +116,22 @@ def splice_rows(batch: dict[str, Any], fresh: dict[str, Any], rows: list[int], p
     return out
 
 
+_TIMED_PHASES = ("generation_s", "reward_s", "canary_s", "loss_s", "backward_s", "optimizer_s")
+
+
+class _OptimizerClock(TrainerCallback):
+    """Seconds of each optimizer step (between transformers' pre- and post-optimizer events)."""
+
+    def __init__(self, phase: Counter):
+        self.phase, self.t0 = phase, 0.0
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.t0 = time.perf_counter()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.phase["optimizer_s"] += time.perf_counter() - self.t0
+
+
 class PipelineGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, dynamic_sampling=None, **kwargs):
         self.reward_seconds: Counter = Counter()
@@ -126,6 +144,10 @@ class PipelineGRPOTrainer(GRPOTrainer):
         self._phase = Counter()  # seconds and tokens since the last log
         self._last_log: tuple[float, int] | None = None  # (time, global step); set at the first generation
         self._last_rewards: torch.Tensor | None = None
+        # The update's parts, each timed where it runs: forward + loss, backward, optimizer step.
+        self.compute_loss = self._timed(self.compute_loss, "loss_s")
+        self.accelerator.backward = self._timed(self.accelerator.backward, "backward_s")
+        self.add_callback(_OptimizerClock(self._phase))
 
     # ---------------------------------------------------------------- time split and throughput
     def _start_clock(self) -> float:
@@ -142,6 +164,15 @@ class PipelineGRPOTrainer(GRPOTrainer):
         self._phase["prompt_tokens"] += sum(len(p) for p in prompt_ids)
         self._phase["completion_tokens"] += sum(len(c) for c in completion_ids)
         return out
+
+    def _timed(self, fn, phase: str):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._phase[phase] += time.perf_counter() - t0
+        return timed
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         t0 = time.perf_counter()
@@ -169,7 +200,9 @@ class PipelineGRPOTrainer(GRPOTrainer):
              "timing/generation_s": p["generation_s"] / steps,
              "timing/reward_s": p["reward_s"] / steps,
              "timing/canary_s": p["canary_s"] / steps,
-             "timing/update_s": (wall - p["generation_s"] - p["reward_s"] - p["canary_s"]) / steps,
+             # Measured, not a remainder: forward + loss, backward, optimizer step.
+             "timing/update_s": (p["loss_s"] + p["backward_s"] + p["optimizer_s"]) / steps,
+             "timing/other_s": (wall - sum(p[k] for k in _TIMED_PHASES)) / steps,
              "timing/reward_share": p["reward_s"] / wall,
              "perf/throughput": (p["prompt_tokens"] + p["completion_tokens"]) / wall,
              "perf/generated_tokens_per_s": p["completion_tokens"] / max(p["generation_s"], 1e-9)}

@@ -62,7 +62,8 @@ def test_killed_stage_resumes_from_its_last_checkpoint_in_the_same_run(tmp_path,
     assert [m.step for m in client.get_metric_history(out.run_id, "reward")] == [1, 2, 3, 4]
 
     metrics = run.data.metrics
-    for key in ("timing/step_s", "timing/generation_s", "timing/reward_s", "timing/update_s", "timing/reward_share",
+    for key in ("timing/step_s", "timing/generation_s", "timing/reward_s", "timing/update_s", "timing/other_s",
+                "timing/reward_share",
                 "timing/reward/math_answer_reward_s", "perf/throughput", "perf/generated_tokens_per_s",
                 "dynamic_sampling/resampled", "dynamic_sampling/dropped_groups", "canary/accuracy",
                 "rewards/soft_overlong_reward/mean"):  # the dapo preset's overlong shaping
