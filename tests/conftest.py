@@ -42,7 +42,8 @@ def prefect_server():
     """A real Prefect API (temporary SQLite database) for every flow test of the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # The same startup budget as the flows' own ephemeral server (set above; a loaded machine needs more).
+    with prefect_test_harness(server_startup_timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])):
         yield
 
 
