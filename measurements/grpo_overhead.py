@@ -54,7 +54,7 @@ from tasks.recipe_checks import load_recipe
 from tasks.tracking import configure_tracking, run_stage
 from tasks.train.common import trainer_defaults
 from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary
-from tasks.train.presets import stage_rewards, stage_trainer_fields
+from tasks.train.presets import lora_config, stage_rewards, stage_trainer_fields
 from tasks.train.sft import prepare_base_model, run_sft
 from tasks.verifiers import build_reward
 
@@ -97,7 +97,8 @@ def run_plain(recipe, stage, data: Path, init: Path, out: Path) -> float:
     with mlflow.start_run(run_name="plain-trl"):
         trainer = GRPOTrainer(model=str(model_dir(init)), reward_funcs=[build_reward(s.name, s.params) for s in specs],
                               args=GRPOConfig(**plain_config(recipe, stage, out)),
-                              train_dataset=grpo_dataset(recipe, training_rows(stage, data)))
+                              train_dataset=grpo_dataset(recipe, training_rows(stage, data)),
+                              peft_config=lora_config(stage.lora))  # the same adapter the stage trains
         trainer.train()
         trainer.save_model(str(model_dir(out)))
     return time.perf_counter() - t0
@@ -121,8 +122,10 @@ def main() -> None:
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="grpo-overhead-"))
+    # Dynamic sampling is the pipeline's own (plain TRL has none): off, so both sides do the same work.
     recipe = load_recipe(args.recipe, [f"tracking.runs_dir={root / 'runs'}", "tracking.experiment=grpo-overhead",
-                                       f"grpo.stages.0.max_steps={args.steps}"])
+                                       f"grpo.stages.0.max_steps={args.steps}",
+                                       "grpo.stages.0.dynamic_sampling.enabled=false"])
     configure_tracking(recipe.tracking)
     stage = recipe.grpo.stages[0]
     print(f"recipe {args.recipe}, stage {stage.name}: {args.steps} steps, trainer {stage.trainer}", flush=True)
