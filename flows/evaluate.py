@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
 from flows.curate import curate_flow
-from flows.reporting import artifact_key, post_table, prefect_tags
+from flows.reporting import artifact_key, post_stage_artifact, post_table, prefect_tags
 from tasks.eval.benchmark_checks import check_benchmarks_load
 from tasks.eval.benchmarks import write_benchmarks
 from tasks.eval.evaluate import (
@@ -33,6 +33,7 @@ from tasks.layout import split_file
 from tasks.recipe import Recipe
 from tasks.recipe_checks import default_recipe
 from tasks.tracking import StageOutput, configure_tracking, resolve_output, run_stage, ui_link
+from tasks.verifiers.audit_report import audit_markdown, read_audit
 
 
 @task(name="check-benchmarks")
@@ -79,7 +80,7 @@ def evaluate_flow(recipe: Recipe = default_recipe(), checkpoints: list[str] | No
     load it with its data, so a broken benchmark fails before any generation; resolve each
     checkpoint (`models:/name@alias` or `/version`, stage or model directory, MLflow run id; no
     checkpoints: the registered champion); evaluate each on every benchmark (an MLflow child run
-    each, cached per checkpoint and evaluation suite); post the comparison (Prefect table, image
+    each, cached per checkpoint and evaluation suite) and post its verifier audit; post the comparison (Prefect table, image
     and markdown artifacts; MLflow table and bar chart). Returns one row of metrics per checkpoint."""
     cfg = recipe.evaluation
     configure_tracking(recipe.tracking)
@@ -94,6 +95,8 @@ def evaluate_flow(recipe: Recipe = default_recipe(), checkpoints: list[str] | No
         rows = []
         for ckpt in [resolve_checkpoint(r, recipe) for r in refs]:
             out = evaluate_checkpoint(recipe, heldout, ckpt, suite, pid)
+            if audit := read_audit(out.path):
+                post_stage_artifact(recipe.name, out, "\n".join(audit_markdown(audit)))
             rows.append({"checkpoint": ckpt.stage, **out.metrics, "cached": out.cached,
                          "mlflow_run": ui_link(out.run_id), "path": out.path})
         if rows:

@@ -20,6 +20,7 @@ from tasks.train.difficulty import difficulty_key, filter_stage_rows
 from tasks.train.grpo import grpo_key, run_grpo_stage
 from tasks.train.monitors import read_trips
 from tasks.train.plots import PANELS
+from tasks.verifiers.audit_report import audit_markdown, read_audit
 
 
 @task(name="train-grpo-stage")
@@ -71,12 +72,13 @@ def grpo_flow(recipe: Recipe = default_recipe(), data: str | None = None, init: 
 
 def post_grpo_report(recipe: Recipe, stage: GRPOStage, out: StageOutput) -> None:
     """The stage's Prefect artifacts: a summary with its monitor trips and training-curve
-    plots (embedded PNGs), and a table of the trips when any monitor tripped."""
+    plots (embedded PNGs), the verifier audit, and a table of the trips when any monitor tripped."""
     trips = read_trips(out.path)
     lines = [f"GRPO stage `{stage.name}` (preset `{stage.preset}`) with rewards "
              + ", ".join(f"{r.name}×{r.weight}" for r in stage.rewards), ""]
     lines += ["## Monitor trips", ""] + [f"- **{t['monitor']}** ({t['policy']}): {t['message']}" for t in trips] \
         if trips else ["No monitor tripped."]
+    lines += audit_markdown(read_audit(out.path))
     for stem in PANELS:
         png = Path(out.path) / PLOTS_DIR / f"{stem}.png"
         if png.is_file():

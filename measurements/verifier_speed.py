@@ -3,6 +3,9 @@
 * math_answer_reward, GSM8K-style numeric answers:         >= 1,500 completions/s
 * math_answer_reward, LaTeX answers (synthetic):           >= 500 completions/s
 * math_answer_reward, the MATH-like mix of 500 answers:    >= 2,000 checks/s (math_mix.py)
+* math_answer_reward, full worked solutions, half of them scored against another problem's
+  gold (``bench_math_worked``): >= 2,000 checks/s, each half reported cold and warm
+* the worst single hostile completion per verifier (``bench_worst_hostile``), in seconds
 * code_reward, small programs sandboxed under bubblewrap:  >= 200 test runs/s (io + assert tests)
 
 Completions go through the TRL reward call (``reward(prompts=..., completions=..., answer=...)``)
@@ -140,6 +143,88 @@ def bench_math_mix(group: int):
     return _bench_answers(cases, group, LATEX_STYLES, "MATH-like mix")
 
 
+WORKED = ("We are asked for the value requested in problem {i}. Let $s$ be the quantity we want. Writing the "
+          "condition out, $s^2 - {a}s + {b} = 0$, so $(s - {c})(s - {d}) = 0$ and the two candidates are $s = {c}$ "
+          "and $s = {d}$. Only one satisfies the constraint $s > {e}$ from the statement, and substituting back "
+          "into $\\frac{{s + {a}}}{{2}}$ checks out. Simplifying the final expression step by step gives the answer "
+          "$\\boxed{{{ans}}}$.")
+
+
+def bench_math_worked(group: int, n_items: int = 500) -> dict:
+    """Full worked solutions (a MATH-like reference solution ending in ``\\boxed{}``), ``group`` per
+    problem: the right half scored against their own gold, the wrong half against another
+    problem's gold (as early in training, when most completions are wrong). Each half timed
+    cold (caches cleared, fresh math-verify workers) and warm (the same inputs again)."""
+    items = math_mix()[:n_items]
+    halves: dict[str, tuple[list, list]] = {"right": ([], []), "wrong": ([], [])}
+    for i, it in enumerate(items):
+        for k in range(group):
+            right = k % 2 == 0
+            ans = it["right"][k // 2 % len(it["right"])]
+            text = WORKED.format(i=i, a=i % 7 + 5, b=k + 6, c=2, d=3 + k, e=1, ans=ans) + f" (attempt {k})"
+            gold = it["gold"] if right else items[(i + 1 + k) % len(items)]["gold"]
+            comps, golds = halves["right" if right else "wrong"]
+            comps.append(text)
+            golds.append(gold)
+    out: dict = {}
+    for half, (comps, golds) in halves.items():
+        reward = build_reward("math_answer_reward")
+        prompts = [None] * len(comps)
+        out[f"{half}_cold_per_s"], scores = _time_reward(reward, prompts, comps, golds, batch=group * 8)
+        t = time.perf_counter()
+        for p, c, g in _batches(prompts, comps, golds, group * 8):
+            reward(prompts=p, completions=c, answer=g)
+        out[f"{half}_warm_per_s"] = len(comps) / (time.perf_counter() - t)
+        out[f"{half}_n"] = len(comps)
+        out[f"{half}_mean_score"] = sum(s or 0 for s in scores) / len(scores)
+        out[f"{half}_worst_single_s"] = _worst_single(reward, comps[::max(1, len(comps) // 200)],
+                                                      golds[::max(1, len(comps) // 200)])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def _worst_single(reward, comps: list, golds: list) -> float:
+    """The slowest single-completion reward call over a sample (warm)."""
+    worst = 0.0
+    for c, g in zip(comps, golds):
+        t = time.perf_counter()
+        reward(completions=[c], answer=[g])
+        worst = max(worst, time.perf_counter() - t)
+    return worst
+
+
+HOSTILE_MATH = {
+    "unbalanced_boxes_20000": "<think>x</think>" + "\\boxed{" * 20000 + "14}",
+    "math_verify_answers_16": "<think>x</think>" + "".join(f"\\boxed{{({9990 + k}^{{9999}})!}}" for k in range(16)),
+    "two_slow_answers": "<think>x</think>\\boxed{(9991^{9999})!} \\boxed{(9992^{9999})!}",
+    "prompt_echo_plus_ok": "<think>ok</think>\\boxed{14}",
+}
+
+
+def bench_worst_hostile(workers: int, isolation: str) -> dict:
+    """Wall clock of the worst single hostile completion per verifier (each alone in its batch)."""
+    out = {}
+    math_reward = build_reward("math_answer_reward")
+    for name, text in HOSTILE_MATH.items():
+        t = time.perf_counter()
+        math_reward(completions=[text], answer=["14"])
+        out[f"math_{name}_s"] = round(time.perf_counter() - t, 3)
+    code = build_reward("code_reward", {"timeout_s": 4.0, "workers": workers, "isolation": isolation})
+    loop_tests = [{"type": "io", "input": f"{i}\n", "output": f"{i}\n"} for i in range(10)]
+    mess = ("import os\nfor i in range(100000):\n    open('f%d' % i, 'w').close()\n"
+            "for i in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nprint(input())")
+    for name, program in (("looping_10_io_tests", "while True:\n    pass"), ("100k_files_3000_deep", mess),
+                          ("honest_10_io_tests", "print(input())")):
+        t = time.perf_counter()
+        code(completions=[f"```python\n{program}\n```"], tests=[loop_tests])
+        out[f"code_{name}_s"] = round(time.perf_counter() - t, 3)
+    for name, reward, text in (("repetition_100k_chars", build_reward("repetition_penalty_reward"), "wait," * 20000),
+                               ("language_100k_chars", build_reward("language_consistency_reward"), "$a b$ " * 16000)):
+        t = time.perf_counter()
+        reward(completions=[text])
+        out[f"{name}_s"] = round(time.perf_counter() - t, 3)
+    return out
+
+
 def bench_math_fallback(n: int, group: int, rng: random.Random):
     """Informational: answers only math-verify (in its worker processes) can judge."""
     prompts, completions, golds = [], [], []
@@ -219,6 +304,9 @@ def main(argv=None) -> int:
     results.update(code_test_runs_per_s=round(rate), code_test_runs_n=n, code_isolation=iso)
     rate, n, _ = bench_code(int(400 * scale), args.workers, args.isolation, ("proxy",))
     results.update(code_proxy_test_runs_per_s=round(rate), code_proxy_test_runs_n=n)
+    results["math_worked"] = bench_math_worked(args.group, 125 if args.quick else 500)
+    results["worst_single"] = bench_worst_hostile(args.workers, args.isolation)
+    results["loadavg_at_end"] = os.getloadavg()
     ok = all(results[k] >= v for k, v in TARGETS.items())
     for k, v in TARGETS.items():
         print(f"{k:24s} {results[k]:>8}  (target >= {v})  {'OK' if results[k] >= v else 'BELOW TARGET'}")
@@ -227,6 +315,14 @@ def main(argv=None) -> int:
     print(f"{'code_proxy_test_runs_per_s':24s} {results['code_proxy_test_runs_per_s']:>8}  (informational: "
           "HumanEval-style check(candidate) tests, two sandboxed processes each)")
     print(f"sandbox isolation: {results['code_isolation']}; cpus: {results['cpus']}")
+    worked = results["math_worked"]
+    for half in ("right", "wrong"):
+        print(f"math worked solutions, {half} half ({worked[f'{half}_n']}): cold {worked[f'{half}_cold_per_s']:.0f}/s, "
+              f"warm {worked[f'{half}_warm_per_s']:.0f}/s, worst single {worked[f'{half}_worst_single_s']:.3f} s "
+              f"(target >= {TARGETS['math_mix_per_s']}/s)")
+    for k, v in results["worst_single"].items():
+        print(f"worst single completion {k:40s} {v:8.3f} s")
+    print(f"load average at the end: {results['loadavg_at_end']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0 if ok else 1

@@ -12,7 +12,9 @@ Metric names are MLflow-safe `<benchmark>/<metric>[/<filter>]` (lm-eval writes
 `exact_match,strict-match`; the filter `none` and our own `samples` filter are left out):
 `heldout/pass_at_1`, `gsm8k_local/exact_match/strict-match`. Every benchmark also reports
 `<benchmark>/docs` and `<benchmark>/no_answer_count[/<filter>]`: generations with no parseable
-answer (lm-eval's regex filters yield `[invalid]`), which score 0 and never fail a run.
+answer (lm-eval's regex filters yield `[invalid]`), which score 0 and never fail a run. The
+verifier-scored benchmarks are audited (tasks.eval.audit): `audit/*` and `<benchmark>/audit/*`,
+`audit.json` and the MLflow table `audit/disagreements.json`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.eval.audit import EvaluationAudit, flat
 from tasks.eval.benchmark_checks import vllm_available
 from tasks.eval.benchmarks import SAMPLES_FILTER, BenchmarkRun, write_benchmarks
 from tasks.eval.promote import checkpoint_from_model_uri
@@ -30,6 +33,7 @@ from tasks.layout import MODEL_DIR, SAMPLES_FILE, is_finished, model_dir
 from tasks.modeling import load_model
 from tasks.recipe import EvaluationSection, Recipe, stable_hash
 from tasks.tracking import StageOutput, file_digest, resolve_output, safe_metric_name
+from tasks.verifiers.audit_report import write_audit
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ NO_ANSWER = "[invalid]"  # what lm-eval's regex filter returns when nothing matc
 
 def eval_settings(cfg: EvaluationSection) -> dict:
     """The settings that change the numbers (not which checkpoints, nor how promotion decides)."""
-    return cfg.model_dump(mode="json", exclude={"checkpoints", "primary_metric", "promotion_margin"})
+    return cfg.model_dump(mode="json", exclude={"checkpoints", "primary_metric", "promotion_margin", "audit"})
 
 
 def suite_key(cfg: EvaluationSection, data_key: str | None, system_prompt: str | None) -> str:
@@ -123,6 +127,7 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
     lm_eval: dict[str, dict] = field(default_factory=lambda: {"results": {}, "configs": {}, "settings": {}})
+    audit: dict | None = None  # tasks.eval.audit's report of the verifier-scored benchmarks
 
 
 def evaluate_model(model_path: str | Path, runs: list[BenchmarkRun], cfg: EvaluationSection) -> Evaluation:
@@ -130,7 +135,7 @@ def evaluate_model(model_path: str | Path, runs: list[BenchmarkRun], cfg: Evalua
     import lm_eval
 
     lm = build_lm(model_path, cfg)
-    ev = Evaluation()
+    ev, audit = Evaluation(), EvaluationAudit(cfg)
     for run in runs:
         seed = cfg.seed
         res = lm_eval.simple_evaluate(
@@ -142,10 +147,14 @@ def evaluate_model(model_path: str | Path, runs: list[BenchmarkRun], cfg: Evalua
         log.info("%s on %s: %s", model_path, run.name, {k: round(v, 4) for k, v in metrics.items()})
         ev.metrics.update(metrics)
         ev.samples += sample_rows(run, res)
+        audit.add_benchmark(run.name, res["samples"])
         ev.lm_eval["results"].update(_jsonable(res["results"]))
         ev.lm_eval["configs"].update(_jsonable(res["configs"]))
         ev.lm_eval["settings"][run.name] = _jsonable(
             {k: res.get(k) for k in ("config", "n-shot", "n-samples", "versions", "higher_is_better", "date")})
+    if audit.tallies:
+        ev.metrics.update(audit.metrics())
+        ev.audit = audit.report()
     return ev
 
 
@@ -195,17 +204,11 @@ def family_pass_rates(prefix: str, samples: list[dict]) -> dict[str, float]:
     return {_name(prefix, f"{family}/pass_at_1", None): sum(v) / len(v) for family, v in by_family.items()}
 
 
-def _flat(x) -> list[str]:
-    if isinstance(x, (list, tuple)):
-        return [y for item in x for y in _flat(item)]
-    return [x if isinstance(x, str) else str(x)]
-
-
 def _no_answer(run: BenchmarkRun, sample: dict) -> int:
     """Generations of one document with no parseable answer."""
     if run.by_verifier:
         return round(sample.get("no_answer", 0.0) * run.samples)
-    return int(all(r.strip() in ("", NO_ANSWER) for r in _flat(sample["filtered_resps"])))
+    return int(all(r.strip() in ("", NO_ANSWER) for r in flat(sample["filtered_resps"])))
 
 
 def sample_rows(run: BenchmarkRun, res: dict) -> list[dict]:
@@ -214,12 +217,12 @@ def sample_rows(run: BenchmarkRun, res: dict) -> list[dict]:
     for key, samples in res["samples"].items():
         for s in samples:
             args = s.get("arguments") or [[""]]
-            completions = _flat(s.get("resps"))
+            completions = flat(s.get("resps"))
             rows.append({
                 "benchmark": _prefix(run, key), "doc_id": s["doc_id"], "filter": s["filter"],
-                "prompt": _flat(args[0])[0], "target": str(s.get("target")),
+                "prompt": flat(args[0])[0], "target": str(s.get("target")),
                 "completion": completions[0] if completions else "", "completions": completions,
-                "extracted": _flat(s.get("filtered_resps"))[0] if s.get("filtered_resps") else "",
+                "extracted": flat(s.get("filtered_resps"))[0] if s.get("filtered_resps") else "",
                 "no_answer_count": _no_answer(run, s),
                 **{m: float(s[m]) for m in s.get("metrics", []) if isinstance(s.get(m), numbers.Real)},
             })
@@ -246,4 +249,6 @@ def run_evaluation(model_path: str | Path, cfg: EvaluationSection, out_dir: Path
     for part, data in ev.lm_eval.items():
         mlflow.log_dict(data, f"lm_eval/{part}.json")
     mlflow.log_artifacts(str(bench_dir), artifact_path="lm_eval/benchmarks")
+    if ev.audit:
+        write_audit(ev.audit, out_dir, mlflow.active_run().info.run_id if mlflow.active_run() else None)
     return ev.metrics

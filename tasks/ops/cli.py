@@ -25,6 +25,8 @@ from tasks.recipe_checks import load_recipe
 from tasks.redact import redact_logs, secret_values
 from tasks.tracking import set_embedded_env, tracking_uri
 from tasks.verifiers import build_reward
+from tasks.verifiers.audit_judge import build_judge
+from tasks.verifiers.audit_report import audit_completions, audit_text
 from tasks.verifiers.report import format_report, join_completions, verify_completions
 
 
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(answer, tests, ...) or an `id` matching --data")
     v.add_argument("--data", help="JSONL dataset rows (with `id`) to join the completions with")
     v.add_argument("--stage", type=int, help="use this GRPO stage's verifiers (default: every stage's)")
+    v.add_argument("--audit", action="store_true",
+                   help="also re-check every verdict of the math/match verifiers by slower means and report "
+                        "false-negative and false-positive rates with the disagreeing completions")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     st = sub.add_parser("stack", help="local Prefect server + worker with the deployments, and the MLflow UI")
     st.add_argument("action", choices=["up", "down"])
@@ -124,6 +129,8 @@ def _verify(recipe, args) -> int:
     rows = join_completions(list(read_jsonl(Path(args.completions))),
                             list(read_jsonl(Path(args.data))) if args.data else None)
     print(format_report(verify_completions(rows, rewards)))
+    if args.audit:
+        print(audit_text(audit_completions(rows, rewards, build_judge(stages[0].audit.judge))))
     return 0
 
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from tasks.recipe.audit import EvalAudit
 from tasks.recipe.base import Section
 
 HELDOUT = "heldout"
@@ -103,6 +104,8 @@ class EvaluationSection(Section):
     seed: int = Field(1234, description="Seeds sampling and few-shot selection; recorded on every eval run.")
     primary_metric: str = Field("heldout/pass_at_1", description="`<benchmark>/<metric>` that decides promotion.")
     promotion_margin: float = Field(0.0, ge=0, description="Challenger must beat champion by more than this.")
+    audit: EvalAudit = Field(EvalAudit(), description="Re-check a sample of the verifier-scored samples "
+                                                      "(docs/evaluation.md#verifier-audit).")
 
     @model_validator(mode="after")
     def _greedy_single(self):

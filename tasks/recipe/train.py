@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from tasks.recipe.audit import GRPOAudit
 from tasks.recipe.base import Section
 from tasks.recipe.data import SamplingSettings
 
@@ -166,6 +167,11 @@ class CanaryMonitor(_Monitor):
                                                          "while the training reward has risen since then.")
 
 
+class FalseNegativeMonitor(_Monitor):
+    threshold: float = Field(0.1, ge=0, le=1, description="Trips when the lower end of the 95% Wilson interval of "
+                                                          "the stage's audited false-negative rate > threshold.")
+
+
 class Monitors(Section):
     """Health checks on the trainer's metrics at each logging step (docs/grpo.md#monitors)."""
 
@@ -176,6 +182,7 @@ class Monitors(Section):
     kl_blowup: KLMonitor = KLMonitor()
     reward_hacking: CanaryMonitor = CanaryMonitor()
     unscored_reward: UnscoredMonitor = UnscoredMonitor()
+    false_negatives: FalseNegativeMonitor = FalseNegativeMonitor()
 
 
 class GRPOStage(Section):
@@ -217,6 +224,7 @@ class GRPOStage(Section):
     monitors: Monitors = Monitors()
     log_samples: int = Field(16, ge=0, description="Completions logged to MLflow as a table at each logging step.")
     launcher: Launcher = Launcher()
+    audit: GRPOAudit = Field(GRPOAudit(), description="Re-check a sample of the verifiers' verdicts (docs/verifiers.md#audit).")
 
     def typed_fields(self) -> dict[str, Any]:
         """The stage's typed GRPOConfig settings (beta only when set)."""

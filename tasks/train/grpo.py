@@ -113,6 +113,7 @@ def run_grpo_stage(recipe: Recipe, stage: GRPOStage, data_dir: str | Path, init_
 def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, callbacks: list) -> dict[str, float]:
     from trl import GRPOConfig
 
+    from tasks.train.audit import StageAudit
     from tasks.train.checkpoint_models import checkpoint_callbacks
     from tasks.train.monitors import StageMonitor
     from tasks.train.trainer import PipelineGRPOTrainer
@@ -135,9 +136,10 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     problems = stage_reward_problems(stage, rewards, rows)
     if problems:
         raise ValueError("; ".join(problems))
+    audit = StageAudit(stage.audit, recipe.seed)
     # GRPOTrainer loads the reference model (beta > 0) from the policy's path, so pass the path.
     trainer = PipelineGRPOTrainer(
-        model=str(init_model), reward_funcs=rewards, args=args,
+        model=str(init_model), reward_funcs=audit.wrap(rewards), args=args,
         train_dataset=grpo_dataset(recipe, rows), peft_config=lora_config(stage.lora),
         dynamic_sampling=dynamic_sampling_for(stage),
         callbacks=[*callbacks, *checkpoint_callbacks(recipe, f"grpo-{stage.name}", stage_run_id())])
@@ -146,6 +148,7 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
     if trainer.accelerator.is_main_process:  # the isolation level of the rewards (and canary) that run code
         hacking = stage.monitors.reward_hacking
         tag_stage_run(sandbox_tags(rewards + ([build_reward(hacking.reward)] if hacking.policy != "off" else [])))
+    trainer.metric_sources.append(audit.metrics)
     trainer.add_callback(StageMonitor(trainer, stage, run_id, out_dir, canary, recipe.data.system_prompt,
                                       recipe.tracking.rollout_traces))
     last = last_checkpoint(args.output_dir)
@@ -155,6 +158,8 @@ def _train(recipe: Recipe, stage: GRPOStage, data_dir, init_dir, out_dir: Path, 
         MlflowClient().set_tag(run_id, "resumed_from", Path(last).name)
     result = trainer.train(resume_from_checkpoint=last)
     _save_policy(trainer, out_dir, lora=stage.lora is not None)
+    if trainer.accelerator.is_main_process:
+        audit.finish(out_dir, run_id)
     return _finish(trainer, stage, out_dir, run_id, result.training_loss, last)
 
 

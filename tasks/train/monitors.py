@@ -6,7 +6,8 @@
 
 Monitors (thresholds and policies in the recipe, `grpo.stages[i].monitors`): the fraction of
 zero-variance groups, the truncation ratio, entropy collapse, KL blow-up, and a reward-hacking
-canary (training reward rising while greedy accuracy on held-back rows falls). Each monitor
+canary (training reward rising while greedy accuracy on held-back rows falls), and the verifier
+audit's false-negative rate (tasks.train.audit; its interval's lower end). Each monitor
 trips at most once per stage; a trip becomes an MLflow tag `monitor.<name>`, a log line that
 says what to change, and a record in `<stage dir>/monitor_trips.json` that the flow posts as a
 Prefect artifact. Policy `stop` also ends the stage cleanly (the model is still saved).
@@ -56,10 +57,15 @@ CHECKS: dict[str, tuple[str, str, str, str]] = {
     "kl_blowup": (
         "kl", ">", "KL to the reference model: the policy is drifting fast",
         "lower learning_rate, raise beta, or lower epsilon"),
+    "false_negatives": (
+        "audit/false_negative_rate_low", ">", "is the lower end of the 95% interval of the verifier's false-negative "
+        "rate (audited 0s whose answer a careful re-check found right)",
+        "read the audit/disagreements.json table, widen the verifier to the answer forms it misses, or set "
+        "audit.reward_false_negatives: true (TinyV's recheck)"),
 }
 
 
-FRACTIONS = {"frac_reward_zero_std", "completions/clipped_ratio"}
+FRACTIONS = {"frac_reward_zero_std", "completions/clipped_ratio", "audit/false_negative_rate_low"}
 
 
 def derived_metrics(logs: dict) -> dict:

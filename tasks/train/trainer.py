@@ -144,6 +144,7 @@ class PipelineGRPOTrainer(GRPOTrainer):
         self._phase = Counter()  # seconds and tokens since the last log
         self._last_log: tuple[float, int] | None = None  # (time, global step); set at the first generation
         self._last_rewards: torch.Tensor | None = None
+        self.metric_sources: list = []  # step -> dict merged into each training log (e.g. the verifier audit)
         # The update's parts, each timed where it runs: forward + loss, backward, optimizer step.
         self.compute_loss = self._timed(self.compute_loss, "loss_s")
         self.accelerator.backward = self._timed(self.accelerator.backward, "backward_s")
@@ -190,6 +191,9 @@ class PipelineGRPOTrainer(GRPOTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and self._last_log and self.state.global_step > self._last_log[1]:
             logs.update(self._timing_metrics())
+        if self.model.training:  # TRL adds `reward` itself, below
+            for source in self.metric_sources:
+                logs.update(source(self.state.global_step))
         super().log(logs, start_time)
 
     def _timing_metrics(self) -> dict[str, float]:

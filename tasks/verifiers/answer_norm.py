@@ -5,14 +5,41 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-__all__ = ["TEXT_UNITS_RE", "is_text_answer", "norm_text", "numbers_equal", "parse_number"]
+__all__ = ["UNITS", "is_text_answer", "norm_text", "numbers_equal", "parse_number", "split_unit"]
 
 # ---------------------------------------------------------------- fast numeric path
 _NUM_RE = re.compile(r"^([-+]?)(\d{1,3}(?:,\d{3})+|\d+)?(?:\.(\d+))?$")
 _FRAC_RE = re.compile(r"^([-+]?)\\[dt]?frac\s*\{\s*([-+]?\d+)\s*\}\s*\{\s*([-+]?\d+)\s*\}$")
 _SLASH_RE = re.compile(r"^([-+]?\d+)\s*/\s*([-+]?\d+)$")
 _CURRENCY_RE = re.compile(r"^(?:\\\$|\$|\\\\\$)\s*")
-TEXT_UNITS_RE = re.compile(r"\s*(?:\\(?:text|mbox|mathrm)\{\s*[A-Za-z .]*\}|[A-Za-z]+)$")
+_UNIT_TAIL_RE = re.compile(r"^(.*?\d\.?)\s*(?:\\(?:text|mbox|mathrm)\s*\{\s*([A-Za-z .]*?)\s*\}|([A-Za-z]+))\s*\.?$")
+# units an answer may carry after its number: whole words anywhere, and single letters
+# (m, s, g, ...) only inside \text{} where they cannot be a variable (5x, 5e, 5 million are wrong)
+UNITS = frozenset("""
+dollar dollars cent cents euro euros pound pounds yen yuan rupee rupees usd
+meter meters metre metres cm mm km kilometer kilometers kilometre kilometres inch inches foot feet ft
+yard yards yd mile miles mph kph
+gram grams kg kilogram kilograms lb lbs ounce ounces oz ton tons tonne tonnes
+liter liters litre litres ml milliliter milliliters gallon gallons cup cups
+second seconds sec secs minute minutes min mins hour hours hr hrs day days week weeks month months
+year years degree degrees percent unit units square sq cubic per
+""".split())
+_TEXT_ONLY_UNITS = frozenset({"m", "g", "s", "h", "l", "L"})
+
+
+def split_unit(s: str) -> tuple[str, bool] | None:
+    """``(number part, unit allowed)`` when ``s`` is a number followed by a word or ``\\text{}``
+    (``18 dollars``, ``5 \\text{ cm}``, ``5x``), else None. Only ``UNITS`` are allowed."""
+    if len(s) > 100:  # a number and a unit are short; the regex must not see a long text
+        return None
+    m = _UNIT_TAIL_RE.match(s.strip())
+    if not m:
+        return None
+    number, text, word = m.groups()
+    words = (text if text is not None else word).split()
+    allowed = bool(words) and all(w.lower() in UNITS or (text is not None and w in _TEXT_ONLY_UNITS)
+                                  for w in words)
+    return number, allowed
 
 
 def parse_number(s: str) -> tuple[Fraction, bool] | None:
@@ -44,13 +71,26 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
     return None
 
 
+def _terminates(x: Fraction) -> bool:
+    d = x.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
 def numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
+    """Exact equality, except a decimal against a fraction whose decimal expansion does not
+    terminate (``0.333333`` for ``1/3``, either side), which may differ by 1e-6 relative: an
+    integer or terminating gold is never matched by a rounded decimal (``123456700.0`` is not
+    ``123456789``)."""
     (x, xdec), (y, ydec) = a, b
     if x == y:
         return True
-    if xdec != ydec:  # a decimal approximating a fraction, e.g. 0.333333 vs 1/3
-        return abs(x - y) <= Fraction(1, 10**6) * max(1, abs(y))
-    return False
+    exact = y if xdec and not ydec else x if ydec and not xdec else None
+    if exact is None or _terminates(exact):
+        return False
+    return abs(x - y) <= Fraction(1, 10**6) * max(1, abs(y))
 
 
 # ---------------------------------------------------------------- text answers
@@ -80,4 +120,7 @@ def is_text_answer(gold: str) -> bool:
     if not _TEXT_GOLD_RE.match(g):
         return False
     letters = g.replace("(", "").replace(")", "").strip()
-    return len(letters) > 1 or g != gold or letters.isupper()
+    if g != gold:
+        return True
+    # a word, or a choice letter; "a-b" / "x, y" (single letters with operators) are math
+    return bool(re.search(r"[A-Za-z]{2}", letters)) or (len(letters) == 1 and letters.isupper())

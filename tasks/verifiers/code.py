@@ -6,7 +6,7 @@ compared here; ``split`` asserts: solution-side values from the sandbox, compari
 values and reference code never enter the solution's process.
 
 Score = fraction of the row's runnable tests passed (``binary=True``: 1.0 only if all pass);
-0.0 when no code block is found; ``None`` for a row without a runnable test (counted as
+0.0 when no code block is found or the completion was stopped by its budget (``run_budgeted``); ``None`` for a row without a runnable test (counted as
 ``code/no_runnable_tests``; malformed tests are left out and counted as ``code/bad_tests``).
 A sandbox failure raises ``SandboxError`` after bounded retries: never a silent 0.
 """
@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from tasks.verifiers._base import Reward, column, log_metric, logger
@@ -30,7 +33,9 @@ from tasks.verifiers.sandbox import (
 )
 from tasks.verifiers.sandbox.uids import DEFAULT_UIDS
 
-__all__ = ["CodeReward", "extract_code", "run_tests"]
+__all__ = ["CodeReward", "extract_code", "run_budgeted", "run_tests"]
+
+MIN_RUN_S = 0.2  # a run needs at least this much of its completion's budget left to start
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+\-]*)[ \t]*\n(.*?)```", re.DOTALL)
 _WEAK = {"unshare": "no filesystem isolation: the host's files stay visible, protected only by the run's own uid",
@@ -79,7 +84,10 @@ class CodeReward(Reward):
 
     Scoring rule: passed / runnable tests of column ``tests`` (shapes in ``code_tests``); with
     ``binary=True`` 1.0 only when every test passes, else 0.0. No code block: 0.0. Row without a
-    runnable test: ``None`` (counted). Params: ``timeout_s`` (wall clock per test; CPU limit is
+    runnable test: ``None`` (counted). Budget: a completion's tests run one after another and
+    stop at its first timeout or when ``completion_budget_s`` (0 = 2 x ``timeout_s``) or the
+    batch's ``batch_budget_s`` is spent: such a completion scores 0.0 and is counted as
+    ``code/hostile_completions``. Params: ``timeout_s`` (wall clock per test; CPU limit is
     this + 1 s), ``memory_mb``, ``fsize_mb``, ``nofile``, ``nproc``, ``max_output_bytes``,
     ``binary``, ``io_compare`` ("lines" | "tokens"), ``language``, ``workers`` (0 = auto),
     ``isolation`` ("bwrap" | "unshare" | "rlimits"; nothing falls back), ``uid_base`` /
@@ -93,7 +101,7 @@ class CodeReward(Reward):
         "timeout_s": 4.0, "memory_mb": 512, "fsize_mb": 16, "nofile": 64, "nproc": 16,
         "max_output_bytes": 1 << 20, "binary": False, "io_compare": "lines", "language": "python",
         "workers": 0, "isolation": "bwrap", "uid_base": UidRange.base, "uid_count": UidRange.count,
-        "tests_column": "tests",
+        "tests_column": "tests", "completion_budget_s": 0.0, "batch_budget_s": 600.0,
     }
 
     def _validate(self) -> None:
@@ -113,8 +121,10 @@ class CodeReward(Reward):
             self._fail("only language='python' is supported")
         if p["workers"] < 0:
             self._fail("workers must be >= 0")
-        self.stats = {"runs": 0, "passed": 0, "timeouts": 0, "no_runnable_tests": 0, "bad_tests": 0,
-                      "isolation": None}
+        if p["completion_budget_s"] < 0 or p["batch_budget_s"] <= 0:
+            self._fail("completion_budget_s must be >= 0 (0 = 2 x timeout_s) and batch_budget_s > 0")
+        self.stats = {"runs": 0, "passed": 0, "timeouts": 0, "hostile_completions": 0, "no_runnable_tests": 0,
+                      "bad_tests": 0, "isolation": None}
         self._warned = False
 
     def limits(self) -> RunLimits:
@@ -147,9 +157,8 @@ class CodeReward(Reward):
 
     def score_batch(self, texts, prompts, kwargs):
         p = self.params
-        plan = []  # per completion: None (no runnable test) | 0.0 (no code) | (start, count)
-        jobs: list[dict] = []
-        plans: list[JudgePlan] = []
+        plan = []  # per completion: None (no runnable test) | 0.0 (no code) | index into groups
+        groups: list[tuple[list[JudgePlan], str]] = []
         cache: dict = {}
         no_tests = bad = 0
         for text, tests in zip(texts, column(kwargs, p["tests_column"], len(texts))):
@@ -163,32 +172,68 @@ class CodeReward(Reward):
             if code is None:
                 plan.append(0.0)
                 continue
-            plan.append((len(plans), len(row_plans)))
-            plans += row_plans
-            jobs += [{**tp.job, "code": code} for tp in row_plans]
-        passed: list[bool] = []
-        if jobs:
+            plan.append(len(groups))
+            groups.append((row_plans, code))
+        verdicts: list[tuple[list[bool], bool]] = []
+        if groups:
             pool = self._pool()
-            replies = pool.run_many(jobs, self.limits())
-            passed = [_passed(tp, r, p["io_compare"]) for tp, r in zip(plans, replies)]
+            budget = p["completion_budget_s"] or 2 * p["timeout_s"]
+            runs = run_budgeted(pool, [[{**tp.job, "code": code} for tp in plans] for plans, code in groups],
+                                self.limits(), budget, p["batch_budget_s"])
+            for (plans, _), (replies, stopped) in zip(groups, runs):
+                verdicts.append(([_passed(tp, r, p["io_compare"]) for tp, r in zip(plans, replies)], stopped))
             self.stats["isolation"] = pool.isolation
-            self.stats["timeouts"] += sum(r["status"] == "timeout" for r in replies)
+            self.stats["timeouts"] += sum(r["status"] == "timeout" for replies, _ in runs for r in replies)
         out: list[float | None] = []
         for item in plan:
-            if not isinstance(item, tuple):
+            if not isinstance(item, int):
                 out.append(item)
                 continue
-            start, n = item
-            k = sum(passed[start:start + n])
+            passed, stopped = verdicts[item]
+            n = len(groups[item][0])
+            k = 0 if stopped else sum(passed)  # a completion stopped by its budget scores 0
             out.append((1.0 if k == n else 0.0) if p["binary"] else k / n)
-        self.stats["runs"] += len(passed)
-        self.stats["passed"] += sum(passed)
+        ran = [x for passed, _ in verdicts for x in passed]
+        hostile = sum(stopped for _, stopped in verdicts)
+        self.stats["runs"] += len(ran)
+        self.stats["passed"] += sum(ran)
+        self.stats["hostile_completions"] += hostile
         self.stats["no_runnable_tests"] += no_tests
         self.stats["bad_tests"] += bad
-        if passed:
-            log_metric(kwargs, "code/test_pass_rate", sum(passed) / len(passed))
+        if ran:
+            log_metric(kwargs, "code/test_pass_rate", sum(ran) / len(ran))
+        if hostile:
+            log_metric(kwargs, "code/hostile_completions", hostile)
         if no_tests:
             log_metric(kwargs, "code/no_runnable_tests", no_tests)
         if bad:
             log_metric(kwargs, "code/bad_tests", bad)
         return out
+
+
+def run_budgeted(pool, groups: list[list[dict]], limits: RunLimits, completion_s: float,
+                 batch_s: float) -> list[tuple[list[dict], bool]]:
+    """Each group (one completion's tests) in order, one run at a time, groups side by side
+    (``pool.size`` at once, so a hostile completion holds one worker while the others go on).
+    A group stops at its first timeout, or when its own ``completion_s`` or the batch's
+    ``batch_s`` (counted from this call) is spent; each run's timeout is cut to what is left.
+    Returns per group (the replies of the runs made, stopped)."""
+    batch_end = time.monotonic() + batch_s
+
+    def one(jobs: list[dict]) -> tuple[list[dict], bool]:
+        end = min(time.monotonic() + completion_s, batch_end)
+        replies: list[dict] = []
+        for job in jobs:
+            left = end - time.monotonic()
+            if left < MIN_RUN_S:
+                return replies, True
+            reply = pool.run(job, replace(limits, timeout=min(limits.timeout, left)))
+            replies.append(reply)
+            if reply["status"] == "timeout":
+                return replies, True
+        return replies, False
+
+    if len(groups) == 1:
+        return [one(groups[0])]
+    with ThreadPoolExecutor(max_workers=pool.size, thread_name_prefix="code-reward") as ex:
+        return list(ex.map(one, groups))

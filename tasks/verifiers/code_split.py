@@ -1,39 +1,109 @@
 """Split assert tests: the solution-side parts run in the sandbox, the comparisons run here.
 
-``compile_assert_test(code)`` replaces every sub-expression of an ``assert`` that needs the
-solution (``f(1)``) by a placeholder. The sandbox only evaluates those leaves and returns their
-values as plain builtin data (``sandbox.wire``); ``split_passed`` then evaluates the rest of each
-assert - comparisons, literals, names bound to literals and a whitelist of pure helpers
-(``sorted``, ``abs``, ``math.isclose``, ...) - in this trusted process. Solution-sized values
-never drive ``*``/``**`` here (such a product is evaluated in the sandbox as a whole).
+``compile_assert_test(code)`` replaces every sub-expression of an ``assert`` that the solution
+owns (``f(1)``, ``obj.attr``, ``f(x)[0]``) by a placeholder; nothing else crosses to the
+solution's process (an expected value such as ``[i*i for i in range(4)]`` computed there would
+use the solution's ``range``), and a test with any other sub-expression is ``NotSplittable``
+(it runs as a proxy test). The sandbox only evaluates the leaves and returns their values as
+plain builtin data (``sandbox.wire``); ``split_passed`` evaluates the rest of each assert -
+comparisons, literals, names bound to literals, a whitelist of pure helpers (``sorted``,
+``abs``, ``math.isclose``, ...) - in this trusted process, every operator through ``_op``,
+which refuses (the test fails) what the solution's values could make expensive: ``%``
+formatting of a string, products, powers, shifts and repetitions past ``MAX_BITS`` /
+``MAX_ITEMS``, ``round`` to a huge precision, ``sum`` of sequences.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import copy
 import json
 import math
 from typing import Any
 
 from tasks.verifiers.sandbox.wire import decode
 
-__all__ = ["compile_assert_test", "split_passed"]
+__all__ = ["NotSplittable", "compile_assert_test", "split_passed"]
+
+_BUILTIN_NAMES = frozenset(dir(builtins))
+_SAFE_MATH = {"isclose", "sqrt", "fabs", "floor", "ceil", "isnan", "isinf", "isfinite", "pi", "inf", "e"}
+_SAFE_METHODS = {"strip", "rstrip", "lstrip", "split", "splitlines", "lower", "upper", "keys", "values",
+                 "items", "count", "index", "startswith", "endswith", "get", "join"}
+MAX_BITS = 1 << 16  # an int the trusted side computes stays under this many bits
+MAX_ITEMS = 1 << 22  # and a sequence under this many items
+
+
+class NotSplittable(ValueError):
+    """The test needs more than solution-side leaves and bounded trusted operators: run it as proxy."""
+
+
+class TooCostly(ValueError):
+    """A trusted-side operation on the solution's values would cost more than its bound (test fails)."""
+
+
+def _guarded_round(x, ndigits=None):
+    if ndigits is not None and (type(ndigits) is not int or abs(ndigits) > 400):
+        raise TooCostly("round")
+    return round(x, ndigits) if ndigits is not None else round(x)
+
+
+def _guarded_sum(items, start=0):
+    items = list(items)
+    if not all(type(v) in (int, float, bool, complex) for v in [*items, start]):
+        raise TooCostly("sum of non-numbers (quadratic)")
+    return sum(items, start)
+
 
 _SAFE_FUNCS = {
     name: getattr(builtins, name)
     for name in ("abs", "all", "any", "bool", "dict", "float", "frozenset", "int", "len", "list", "max",
-                 "min", "round", "set", "sorted", "str", "sum", "tuple", "isinstance", "reversed")
-}
-_SAFE_MATH = {"isclose", "sqrt", "fabs", "floor", "ceil", "isnan", "isinf", "isfinite", "pi", "inf", "e"}
-_SAFE_METHODS = {"strip", "rstrip", "lstrip", "split", "splitlines", "lower", "upper", "keys", "values",
-                 "items", "count", "index", "startswith", "endswith", "replace", "get", "join"}
-_HEAVY_OPS = (ast.Mult, ast.Pow, ast.LShift, ast.MatMult)
+                 "min", "set", "sorted", "str", "tuple", "isinstance", "reversed")
+} | {"round": _guarded_round, "sum": _guarded_sum}
+
+
+def _size(v) -> int:
+    return len(v) if isinstance(v, (str, bytes, list, tuple)) else 1
+
+
+def _op(name: str, a, b):
+    """``a <op> b`` on the trusted side, refused when the operands (the solution's) would make it
+    expensive: str/bytes ``%`` formatting (a width of 10**9), products/powers/shifts past
+    ``MAX_BITS`` or ``MAX_ITEMS``."""
+    ints = type(a) is int and type(b) is int
+    if name == "Mod" and isinstance(a, (str, bytes)):
+        raise TooCostly("% formatting of a solution value")
+    if name == "Mult":
+        if ints and a.bit_length() + b.bit_length() > MAX_BITS:
+            raise TooCostly("product")
+        seq, n = (a, b) if type(b) is int else (b, a) if type(a) is int else (None, 0)
+        if not ints and seq is not None and _size(seq) * abs(n) > MAX_ITEMS:
+            raise TooCostly("repetition")  # 'ab' * 10**9
+    if name == "Pow" and ints and b > 0 and a not in (0, 1, -1) and a.bit_length() * b > MAX_BITS:
+        raise TooCostly("power")
+    if name in ("LShift", "RShift") and ints and b > MAX_BITS:
+        raise TooCostly("shift")
+    if name == "Add" and _size(a) + _size(b) > MAX_ITEMS:
+        raise TooCostly("concatenation")
+    return _OPS[name](a, b)
+
+
+_OPS = {type(o).__name__: f for o, f in (
+    (ast.Add(), lambda a, b: a + b), (ast.Sub(), lambda a, b: a - b), (ast.Mult(), lambda a, b: a * b),
+    (ast.Div(), lambda a, b: a / b), (ast.FloorDiv(), lambda a, b: a // b), (ast.Mod(), lambda a, b: a % b),
+    (ast.Pow(), lambda a, b: a ** b), (ast.LShift(), lambda a, b: a << b), (ast.RShift(), lambda a, b: a >> b),
+    (ast.BitOr(), lambda a, b: a | b), (ast.BitAnd(), lambda a, b: a & b), (ast.BitXor(), lambda a, b: a ^ b),
+    (ast.MatMult(), lambda a, b: a @ b))}
 
 
 class _Lifter(ast.NodeTransformer):
-    """Replace every sub-expression that needs the solution by a ``__leaf_k`` placeholder."""
+    """Replace every sub-expression that needs the solution by a ``__leaf_k`` placeholder.
+
+    Only a sub-expression *owned* by the solution crosses to its process: one of its names, or a
+    call, attribute or subscript of such a thing (the arguments are the solution's input, so
+    whatever they evaluate to there is the solution's own business). Everything else of the
+    assert is evaluated here, from literals, literal-bound names, ``_SAFE_FUNCS``, math and
+    guarded operators (``_op``); any other sub-expression (a comprehension, ``range``, a lambda)
+    makes the test ``NotSplittable`` and it runs as a proxy test, in its own process."""
 
     def __init__(self, parent_names: set[str], math_alias: set[str], math_funcs: set[str]):
         self.parent_names = parent_names
@@ -45,22 +115,27 @@ class _Lifter(ast.NodeTransformer):
         self.leaves.append(ast.unparse(node))
         return ast.Name(id=f"__leaf_{len(self.leaves) - 1}", ctx=ast.Load())
 
-    def lift(self, node: ast.AST) -> ast.AST:
-        heavy = isinstance(node, ast.BinOp) and isinstance(node.op, _HEAVY_OPS)
-        original = copy.deepcopy(node) if heavy else None
-        n = len(self.leaves)
-        out = self._lift(node)
-        if heavy and len(self.leaves) > n:
-            del self.leaves[n:]  # never let solution-sized values drive * or ** here
-            return self.leaf(original)
-        return out
+    def solution_name(self, name: str) -> bool:
+        return name not in self.parent_names and name not in self.math_funcs and name not in _BUILTIN_NAMES
 
-    def _lift(self, node: ast.AST) -> ast.AST:
+    def owned(self, node: ast.AST) -> bool:
+        if isinstance(node, ast.Name):
+            return self.solution_name(node.id)
+        if isinstance(node, ast.Call):
+            return self.owned(node.func)
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            return self.owned(node.value)
+        return False
+
+    def lift(self, node: ast.AST) -> ast.AST:  # noqa: C901 - a flat dispatch is clearest here
+        if self.owned(node):
+            return self.leaf(node)
         if isinstance(node, ast.Constant):
             return node
-        if isinstance(node, ast.Name):
-            return node if node.id in self.parent_names or node.id in _SAFE_FUNCS else self.leaf(node)
-        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        if isinstance(node, ast.Name) and (node.id in self.parent_names or node.id in _SAFE_FUNCS
+                                           or node.id in self.math_funcs):
+            return node
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and not any(isinstance(e, ast.Starred) for e in node.elts):
             node.elts = [self.lift(e) for e in node.elts]
             return node
         if isinstance(node, ast.Dict) and None not in node.keys:
@@ -71,8 +146,10 @@ class _Lifter(ast.NodeTransformer):
             node.operand = self.lift(node.operand)
             return node
         if isinstance(node, ast.BinOp):
-            node.left, node.right = self.lift(node.left), self.lift(node.right)
-            return node
+            left, right = self.lift(node.left), self.lift(node.right)
+            if isinstance(left, ast.Constant) and isinstance(right, ast.Constant):
+                return ast.BinOp(left, node.op, right)
+            return ast.Call(ast.Name("__op", ast.Load()), [ast.Constant(type(node.op).__name__), left, right], [])
         if isinstance(node, ast.BoolOp):
             node.values = [self.lift(v) for v in node.values]
             return node
@@ -92,18 +169,17 @@ class _Lifter(ast.NodeTransformer):
         if isinstance(node, ast.Call) and not any(isinstance(a, ast.Starred) for a in node.args) \
                 and all(k.arg for k in node.keywords):
             f = node.func
-            safe = (isinstance(f, ast.Name) and (f.id in _SAFE_FUNCS or f.id in self.math_funcs)) \
-                or (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in self.math_alias
-                    and f.attr in _SAFE_MATH) \
-                or (isinstance(f, ast.Attribute) and f.attr in _SAFE_METHODS)
-            if safe:
-                if isinstance(f, ast.Attribute) and f.attr in _SAFE_METHODS:
+            method = isinstance(f, ast.Attribute) and f.attr in _SAFE_METHODS
+            if (isinstance(f, ast.Name) and (f.id in _SAFE_FUNCS or f.id in self.math_funcs)) \
+                    or (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in self.math_alias
+                        and f.attr in _SAFE_MATH) or method:
+                if method:
                     f.value = self.lift(f.value)
                 node.args = [self.lift(a) for a in node.args]
                 for k in node.keywords:
                     k.value = self.lift(k.value)
                 return node
-        return self.leaf(node)
+        raise NotSplittable(ast.unparse(node)[:80])
 
 
 def _literal(node: ast.AST) -> bool:
@@ -190,7 +266,7 @@ def split_passed(reply: dict, checks: list, env: dict) -> bool:
         scope = dict(env)
         try:
             scope.update({f"__leaf_{k}": values[(si, k)] for k in range(n)})
-            if not eval(compiled, {"__builtins__": _SAFE_FUNCS, "math": math}, scope):  # noqa: S307 - trusted AST
+            if not eval(compiled, {"__builtins__": _SAFE_FUNCS, "math": math, "__op": _op}, scope):  # noqa: S307
                 return False
         except Exception:  # noqa: BLE001 - a failing check is a failed test
             return False

@@ -6,11 +6,12 @@ Accepted: a list of test dicts (or its JSON string), or the APPS/TACO shape
 * ``io`` ``{"type": "io", "input": str, "output": str}``: the program runs on stdin in the
   sandbox; its stdout is compared in the trusted process.
 * ``split`` - an ``assert`` test made only of ``assert`` statements, literal assignments
-  (``x = [1, 2]``) and ``import math`` / ``from math import ...``: the sub-expressions that need
-  the solution (``f(x)``) are evaluated in the solution's sandbox and come back as plain data;
-  comparisons, literals and a whitelist of pure helpers run in the trusted process.
+  (``x = [1, 2]``) and ``import math`` / ``from math import ...``, whose asserts use only
+  solution-owned sub-expressions (``f(x)``: evaluated in the solution's sandbox, back as plain
+  data), literals, a whitelist of pure helpers and bounded operators (run in the trusted
+  process; see ``code_split``).
 * ``proxy`` - every other ``assert`` test (helpers and reference functions, loops, computed
-  expected values, other imports, HumanEval's ``def check(candidate)`` with ``entry_point``):
+  expected values, ``range``, comprehensions, other imports, HumanEval's ``def check(candidate)`` with ``entry_point``):
   the test code runs in its own sandboxed process, where each name it does not define is a
   proxy for the solution's (a call sends plain-data arguments to the solution's sandbox and
   gets plain data, or an opaque handle, back). The verdict is the test process's.
@@ -28,7 +29,7 @@ import symtable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.verifiers.code_split import compile_assert_test
+from tasks.verifiers.code_split import NotSplittable, compile_assert_test
 
 __all__ = ["BadTest", "JudgePlan", "parse_tests", "plan_test", "runnable_tests", "tests_problem"]
 
@@ -146,7 +147,10 @@ def _assert_plan(t: dict) -> JudgePlan:
     if not _free_names(table):
         raise BadTest("test code never refers to the solution (no name it does not define itself)")
     if _splittable(tree):
-        steps, checks, env = compile_assert_test(code)
+        try:
+            steps, checks, env = compile_assert_test(code)
+        except NotSplittable:
+            checks = []
         if checks:
             return JudgePlan("split", {"mode": "eval", "steps": steps}, checks=checks, env=env)
     return JudgePlan("proxy", {"mode": "proxy", "test": code})

@@ -5,7 +5,8 @@ Words are classified by Unicode script, with no model or download: Latin letters
 is one word, since Chinese has no spaces), kana as ``ja`` (Han characters also count for
 ``ja``), Hangul as ``ko``, Cyrillic as ``ru``/``uk``/``bg``, Arabic as ``ar``/``fa``/``ur``,
 Greek as ``el``, Hebrew as ``he``, Devanagari as ``hi``/``mr``/``ne``, Thai as ``th``.
-Numbers, math, code symbols and punctuation are not words and are ignored. Script-level
+Numbers, code blocks, LaTeX commands, single-letter variables and punctuation are not words
+and are ignored; words inside math (``$\\text{...}$`` or any run of three or more letters) count. Script-level
 detection cannot tell English from French; it catches the mixing R1 reports (e.g. Chinese
 drifting into English reasoning).
 """
@@ -16,6 +17,7 @@ import re
 import unicodedata
 
 from tasks.verifiers._base import Reward, column
+from tasks.verifiers.math_extract import spans
 
 __all__ = ["LanguageConsistencyReward", "language_share", "script_of"]
 
@@ -27,7 +29,15 @@ _SCRIPT_LANGS = {
 }
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_LATEX = re.compile(r"\$[^$]*\$|\\[A-Za-z]+")
+_DOLLARS = re.compile(r"\$[^$]*\$")
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+
+
+def _math_words(span: str) -> str:
+    """The words of a math span: LaTeX commands dropped, ``\\text{}`` contents and any run of 3+
+    letters kept (reasoning written inside ``$...$`` is still reasoning), single variables not."""
+    words = _WORD.findall(_COMMAND.sub(" ", span))
+    return " " + " ".join(w for w in words if len(w) >= 3 or not w.isascii()) + " "
 
 
 def script_of(ch: str) -> str | None:
@@ -63,7 +73,14 @@ def _words(text: str) -> list[str]:
 
 def language_share(text: str, language: str) -> float | None:
     """Share of words in ``text`` written in ``language``'s script; ``None`` when there are none."""
-    text = _LATEX.sub(" ", _CODE_BLOCK.sub(" ", text))
+    text = _CODE_BLOCK.sub(" ", unicodedata.normalize("NFKC", text))  # fullwidth / math-bold letters are letters
+    for open_, close in (("\\(", "\\)"), ("\\[", "\\]")):  # linear scans, not lazy regexes
+        parts, last = [], 0
+        for a, b in spans(text, open_, close):
+            parts += [text[last:a], _math_words(text[a:b])]
+            last = b
+        text = "".join(parts) + text[last:]
+    text = _COMMAND.sub(" ", _DOLLARS.sub(lambda m: _math_words(m.group()), text))
     words = _words(text)
     if not words:
         return None
@@ -86,7 +103,8 @@ class LanguageConsistencyReward(Reward):
 
     Scoring rule: (words in the target language's script) / (all words) within the reasoning
     (``<think>`` block, or the text before ``</think>``; the whole completion with
-    ``scope="all"``), ignoring numbers, math, code blocks and punctuation; ``None`` when that
+    ``scope="all"``), ignoring numbers, LaTeX commands, single-letter variables, code blocks and
+    punctuation (words inside ``$...$`` count); ``None`` when that
     text has no words (pure arithmetic). The language is the row's ``language_column`` value
     when present, else ``language``. Params: ``language`` ("en"), ``language_column``
     ("language"), ``scope`` ("reasoning" | "all"), ``think_tag``.

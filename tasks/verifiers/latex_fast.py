@@ -11,11 +11,15 @@ Subset: integers and decimals, ``+ - * /``, ``\\cdot \\times \\div``, implicit m
 ``(a, b)``, intervals ``[a, b)`` etc. and sets ``\\{a, b\\}``, and bare lists ``a, b``.
 
 Values are exact ``Fraction``s wherever possible; irrational parts become floats. Expressions
-with variables are compared at three fixed rational points of mixed sign (polynomial identity
-testing; a negative point keeps ``\\sqrt{y^2}`` apart from ``y``). Containers: tuples compare
+with variables are compared at secret random rational points drawn per comparison (``_points``:
+more of them than the degree of the identity, independent per variable, the first negative so
+``\\sqrt{y^2}`` stays apart from ``y``), so no answer can be tuned to agree with the gold at
+known points. Containers: tuples compare
 element-wise, sets by mutual coverage (order and duplicates ignored), intervals by endpoints and
 closure (closure at an infinite end is ignored), bare lists like sets (as math-verify does); a
-number never equals a tuple or interval; other mixes are left to math-verify.
+number never equals a container of two or more elements; answers over different variables are
+different when their values differ at the random points (else left to math-verify); other mixes
+are left to math-verify.
 Decision rule for two scalars: both exact -> equal iff exactly equal; otherwise equal when the
 relative difference is < 1e-12 at every point, different when it is > 1e-6 at some point
 (> 1e-5 when only one side is written with a decimal point), else undecided. Exponents and
@@ -25,13 +29,16 @@ integer sizes are bounded, so no input can make this slow.
 from __future__ import annotations
 
 import math
+import random
 from fractions import Fraction
 
 from tasks.verifiers.latex_parse import Unsupported, parse_latex
 
 __all__ = ["fast_equal", "interval_ends", "parse_latex"]
 
-_POINTS = [Fraction(17, 7), Fraction(-29, 11), Fraction(41, 13)]  # mixed signs: sqrt(y^2) != y
+_RNG = random.SystemRandom()
+MAX_DEGREE = 24  # a rational identity of higher degree is left to math-verify
+MIN_POINTS = 4
 _MAX_BITS = 4096
 
 
@@ -108,15 +115,63 @@ def _float_root(a: float, n: int) -> float:
     return a ** (1 / n)
 
 
-def _values(node, variables) -> list:
+def _degree(node) -> tuple[int, int] | None:
+    """(numerator, denominator) degree bound of ``node`` as a rational function of its variables,
+    or None when it is not one (roots, functions, variable exponents)."""
+    kind = node[0]
+    if kind in ("num", "pi"):
+        return 0, 0
+    if kind == "var":
+        return 1, 0
+    if kind == "neg":
+        return _degree(node[1])
+    if kind not in ("add", "mul", "div", "pow"):
+        return None
+    a = _degree(node[1])
+    if a is None:
+        return None
+    if kind == "pow":
+        e = node[2]
+        if e[0] != "num" or e[1].denominator != 1 or abs(e[1]) > MAX_DEGREE:
+            return None if a != (0, 0) or _degree(e) != (0, 0) else (0, 0)
+        n = int(e[1])
+        return (a[0] * n, a[1] * n) if n >= 0 else (a[1] * -n, a[0] * -n)
+    b = _degree(node[2])
+    if b is None:
+        return None
+    if kind == "add":
+        return max(a[0] + b[1], b[0] + a[1]), a[1] + b[1]
+    if kind == "mul":
+        return a[0] + b[0], a[1] + b[1]
+    return a[0] + b[1], a[1] + b[0]
+
+
+def _points(a, b, variables) -> list[dict]:
+    """Secret random evaluation points (fresh per comparison): more than the degree of the
+    identity a = b when both are rational functions (so two different polynomials in one
+    variable can never agree at all of them), ``MIN_POINTS`` otherwise; each variable takes
+    an independent value, negative at the first point and positive at the second."""
+    if not variables:
+        return [{}]
+    da, db = _degree(a), _degree(b)
+    n = MIN_POINTS
+    if da is not None and db is not None:
+        d = max(da[0] + db[1], db[0] + da[1])
+        if d > MAX_DEGREE:
+            raise Unsupported
+        n = max(n, d + 1)
     out = []
-    names = sorted(variables)
-    for point in _POINTS:
-        env = {v: point + Fraction(3 * j, 5) for j, v in enumerate(names)}
-        out.append(_eval(node, env))
-        if not names:
-            break
+    for k in range(n):
+        env = {}
+        for v in sorted(variables):
+            sign = -1 if k == 0 else 1 if k == 1 else _RNG.choice((-1, 1))
+            env[v] = Fraction(sign * _RNG.randrange(257, 4099), _RNG.randrange(17, 257))
+        out.append(env)
     return out
+
+
+def _values(node, points) -> list:
+    return [_eval(node, env) for env in points]
 
 
 def _scalar_equal(a, b, decimals_differ: bool, variables) -> bool | None:
@@ -124,7 +179,8 @@ def _scalar_equal(a, b, decimals_differ: bool, variables) -> bool | None:
         return a == b
     if a[0] == "box" or b[0] == "box":
         return None
-    va, vb = _values(a, variables), _values(b, variables)
+    points = _points(a, b, variables)
+    va, vb = _values(a, points), _values(b, points)
     if all(isinstance(x, Fraction) for x in va + vb):
         if va == vb:
             return True
@@ -153,7 +209,7 @@ def _point(node, variables) -> float | None:
         return math.inf * node[1]
     if variables or node[0] == "box":
         return None
-    return float(_values(node, variables)[0])
+    return float(_eval(node, {}))
 
 
 def _covers(xs, ys, decimals_differ, variables) -> bool | None:
@@ -174,9 +230,9 @@ def _covers(xs, ys, decimals_differ, variables) -> bool | None:
 def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
     if a[0] != "box" and b[0] != "box":
         return _scalar_equal(a, b, decimals_differ, variables)
-    if a[0] != "box" or b[0] != "box":  # a number is never a pair, a triple or an interval
+    if a[0] != "box" or b[0] != "box":  # a number is never a pair, a triple, a list or an interval
         box = a if a[0] == "box" else b
-        return False if box[1] in _INTERVALS and len(box[2]) >= 2 else None
+        return False if len(box[2]) >= 2 else None
     (_, ka, xs), (_, kb, ys) = a, b
     if ka == kb and ka in ("set", "bare"):  # duplicates allowed: {1, 2, 2} == {1, 2}; "1, 2" == "2, 1"
         first = _covers(xs, ys, decimals_differ, variables)
@@ -185,7 +241,11 @@ def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
         return _covers(ys, xs, decimals_differ, variables)
     if ka != kb:
         if not (ka in _INTERVALS and kb in _INTERVALS and len(xs) == len(ys) == 2):
-            return None  # e.g. math-verify equates (1, 2, 3) with [1, 2, 3]
+            # math-verify equates (1, 2, 3) with [1, 2, 3]; but containers whose elements differ
+            # even as sets are different whatever the brackets mean
+            if _covers(xs, ys, decimals_differ, variables) is False or _covers(ys, xs, decimals_differ, variables) is False:
+                return False
+            return None
         ends = [_equal(x, y, decimals_differ, variables) for x, y in zip(xs, ys)]
         if False in ends:
             return False
@@ -195,8 +255,8 @@ def _equal(a, b, decimals_differ: bool, variables) -> bool | None:
         # same non-empty interval endpoints: equal iff the closure differs only at infinite ends
         left_differs, right_differs = ka[0] != kb[0], ka[1] != kb[1]
         return not ((left_differs and math.isfinite(lo)) or (right_differs and math.isfinite(hi)))
-    if len(xs) != len(ys):
-        return None
+    if len(xs) != len(ys):  # a pair is never a triple
+        return False if ka in _INTERVALS else None
     results = [_equal(x, y, decimals_differ, variables) for x, y in zip(xs, ys)]
     if False in results:
         return False
@@ -212,12 +272,13 @@ def fast_equal(pred: str, gold: str) -> bool | None:
     if p is None:
         return None
     (gn, gv, gdec), (pn, pv, pdec) = g, p
-    if gv != pv:
-        return None
     try:
-        return _equal(pn, gn, gdec != pdec, gv)
+        verdict = _equal(pn, gn, gdec != pdec, gv | pv)
     except (Unsupported, OverflowError, ValueError, ZeroDivisionError, TypeError, RecursionError):
         return None
+    # different variables (``x^2+1`` against ``5``): values that differ at some point prove the
+    # answers different; agreeing everywhere (``x - x + 5``) is left to math-verify
+    return verdict if gv == pv or verdict is False else None
 
 
 def interval_ends(s: str) -> tuple[float, float] | None:

@@ -7,12 +7,12 @@ otherwise, for math-verify). The rules follow math-verify's (tested against it):
 * degrees: ``36^\\circ`` / ``36^{\\circ}`` / ``36`` compare as the number 36;
 * percentages: compared as numbers when both carry ``%``; when one does, ``64%`` equals both
   ``64`` and ``0.64`` (as in math-verify);
-* numbers in a base ``1011_2`` / ``1011_{2}``: equal iff the same value in the same base (other
-  mixes undecided);
-* equations ``y = 2x + 3``: same one-letter left side -> the right sides compare; one side an
+* numbers in a base ``1011_2`` / ``1011_{2}``: equal iff the same value in the same base;
+  never anything else;
+* equations ``y = 2x + 3`` (or ``2x + 3 = y``): same one-letter side -> the right sides compare; one side an
   equation and the other not -> its right side against the other;
 * ``pmatrix`` / ``bmatrix`` / ``vmatrix``: same shape and every entry equal (a different shape
-  is unequal); a matrix against anything else is undecided;
+  is unequal); against a tuple undecided; against anything else unequal;
 * unions ``A \\cup B`` of constant intervals, each side sorted into strictly separated parts:
   equal iff the same number of parts, pairwise equal (one interval is such a union too);
   other unions are equal when their parts are equal in order (else undecided).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
-from tasks.verifiers.latex_fast import fast_equal, interval_ends
+from tasks.verifiers.latex_fast import fast_equal, interval_ends, parse_latex
 
 __all__ = ["forms_equal"]
 
@@ -31,6 +31,7 @@ _DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree")
 _PERCENT = re.compile(r"\\?%")
 _BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
 _EQUATION = re.compile(r"^([A-Za-z])\s*=\s*([^=]+)$")
+_EQUATION_REVERSED = re.compile(r"^([^=]+?)\s*=\s*([A-Za-z])$")
 _MATRIX = re.compile(r"^\\begin\{([pbv]?matrix)\}(.*)\\end\{\1\}$", re.DOTALL)
 _MAX_CHARS = 600
 
@@ -71,24 +72,59 @@ def forms_equal(pred: str, gold: str) -> bool | None:
         return None
     if _DEGREE.search(p) or _DEGREE.search(g):
         p, g = _DEGREE.sub("", p).strip(), _DEGREE.sub("", g).strip()
+    bp, bg = _BASE.match(p), _BASE.match(g)
+    if bp or bg:  # a number in a base is only ever another number in that base
+        return _base_equal(bp, bg) if bp and bg else False
+    ep, eg = _equation(p), _equation(g)
+    if ep and eg:
+        return fast_equal(ep[1], eg[1]) if ep[0] == eg[0] else None
+    if ep or eg:  # one side an equation: its right side against the other, in every form below
+        p, g = ep[1] if ep else p, eg[1] if eg else g
     if "%" in p and "%" in g:
         p, g = _PERCENT.sub("", p).strip(), _PERCENT.sub("", g).strip()
     elif "%" in p or "%" in g:
         return _one_percent(p, g)
-    bp, bg = _BASE.match(p), _BASE.match(g)
-    if bp or bg:
-        return _base_equal(bp, bg)
-    ep, eg = _EQUATION.match(p), _EQUATION.match(g)
-    if ep and eg:
-        return fast_equal(ep[2], eg[2]) if ep[1] == eg[1] else None
-    if ep or eg:
-        return fast_equal(ep[2] if ep else p, eg[2] if eg else g)
     mp, mg = _MATRIX.match(p), _MATRIX.match(g)
     if mp or mg:
-        return _matrix_equal(mp, mg)
+        return _matrix_equal(mp, mg) if mp and mg else _matrix_vs(mp or mg, g if mp else p)
     if "\\cup" in p or "\\cup" in g:
-        return _union_equal(p.split("\\cup"), g.split("\\cup"))
+        ps, gs = p.split("\\cup"), g.split("\\cup")
+        union, single = (gs, ps) if len(ps) == 1 else (ps, gs)
+        if len(single) == 1 and _separated(union) and _scalar(single[0]) is not None:
+            return False
+        return _union_equal(ps, gs)
     return fast_equal(p, g)
+
+
+def _matrix_vs(m: re.Match, other: str) -> bool | None:
+    """A matrix against a non-matrix: math-verify may read a column or row vector as a tuple, so
+    against a tuple it is different when the entries differ (in number or value), else undecided;
+    against anything else it is different."""
+    inner = re.sub(r"^\\left\(|\\right\)$", "", other.strip())
+    if not (inner.startswith("(") and inner.endswith(")")):
+        return False
+    inner = inner[1:-1]
+    if any(c in inner for c in "()[]{}"):
+        return None
+    cells = [c for row in _cells(m) for c in row]
+    parts = [x.strip() for x in inner.split(",")]
+    if len(cells) != len(parts):
+        return False
+    return False if _all_equal(zip(cells, parts)) is False else None
+
+
+def _scalar(s: str):
+    parsed = parse_latex(s)
+    return parsed if parsed is not None and parsed[0][0] != "box" else None
+
+
+def _equation(s: str) -> tuple[str, str] | None:
+    """(variable, value) of ``x = 5`` or ``5 = x``."""
+    if m := _EQUATION.match(s):
+        return m[1], m[2]
+    if m := _EQUATION_REVERSED.match(s):
+        return m[2], m[1]
+    return None
 
 
 def _one_percent(p: str, g: str) -> bool | None:

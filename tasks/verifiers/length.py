@@ -4,10 +4,12 @@ repetition penalty."""
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from typing import Any
 
 from tasks.verifiers._base import Reward, column, logger
-from tasks.verifiers.math import score_math_answer
+from tasks.verifiers.math import score_math_answers
 
 __all__ = ["CosineLengthReward", "RepetitionPenaltyReward", "SoftOverlongReward"]
 
@@ -96,8 +98,8 @@ class CosineLengthReward(Reward):
         p = self.params
         golds = column(kwargs, p["answer_column"], len(texts))
         out: list[float | None] = []
-        for text, gold, n in zip(texts, golds, _lengths(texts, kwargs, p["length_unit"])):
-            correct = score_math_answer(text, gold, prefilled_think=p["prefilled_think"])
+        verdicts = score_math_answers(texts, golds, prefilled_think=p["prefilled_think"])  # one batch: its budgets
+        for correct, n in zip(verdicts, _lengths(texts, kwargs, p["length_unit"])):
             if correct is None:
                 out.append(None)
                 continue
@@ -110,11 +112,27 @@ class CosineLengthReward(Reward):
         return out
 
 
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+CHUNK = 8  # a word longer than 2 x CHUNK is counted in CHUNK-letter pieces ("waitwaitwait...")
+
+
+def _tokens(text: str) -> list[str]:
+    """Words and punctuation marks as separate tokens (``wait,wait,wait`` is six), over-long
+    words cut into ``CHUNK``-letter pieces, so no separator (or its absence) hides a repeat."""
+    out: list[str] = []
+    for tok in _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold()):  # ｗａｉｔ and 𝐰𝐚𝐢𝐭 are wait
+        if len(tok) > 2 * CHUNK:
+            out.extend(tok[i:i + CHUNK] for i in range(0, len(tok), CHUNK))
+        else:
+            out.append(tok)
+    return out
+
+
 def _ngrams(text: str, n: int, unit: str) -> list[Any]:
     if unit == "chars":
         items: list[str] = [c for c in text if not c.isspace()]
     else:
-        items = text.lower().split()
+        items = _tokens(text)
     return [tuple(items[i:i + n]) for i in range(len(items) - n + 1)]
 
 
@@ -123,8 +141,10 @@ class RepetitionPenaltyReward(Reward):
 
     Scoring rule: 0.0 for text with fewer than ``ngram_size`` units, else the share of
     repeated n-grams times ``max_penalty`` (<= 0), so a fully repetitive text scores close to
-    ``max_penalty``. Params: ``ngram_size`` (3), ``max_penalty`` (-1.0), ``unit`` ("words" |
-    "chars" - use chars for Chinese/Japanese text without spaces).
+    ``max_penalty``. Words are ``_tokens``: punctuation marks are tokens of their own and words
+    over 16 letters are cut into 8-letter pieces, so ``wait,wait,wait`` or ``waitwaitwait``
+    repeat as much as ``wait wait wait``. Params: ``ngram_size`` (3), ``max_penalty`` (-1.0),
+    ``unit`` ("words" | "chars" - use chars for Chinese/Japanese text without spaces).
     """
 
     name = "repetition_penalty_reward"

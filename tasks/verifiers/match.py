@@ -8,23 +8,28 @@ import unicodedata
 from typing import Any
 
 from tasks.verifiers._base import Reward, column
-from tasks.verifiers.answer_norm import TEXT_UNITS_RE, parse_number
+from tasks.verifiers.answer_norm import numbers_equal, parse_number, split_unit
 from tasks.verifiers.math import answer_region, extract_answers, extract_gold
 
 __all__ = ["ExactMatchReward", "NumericMatchReward", "normalize_text"]
 
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
+# sentence punctuation only (not between digits): signs, relations, brackets, slashes keep meaning
+_SENTENCE_PUNCT = re.compile(r"(?<!\d)[.,](?!\d)|[.,](?=\s|$)|[;:!?'\"`\u2018\u2019\u201c\u201d]")
+_CHOICE = re.compile(r"^\((\w+)\)$")  # "(C)" is the choice C
 
 
 def normalize_text(s: str, *, case_sensitive: bool = False, strip_punctuation: bool = True) -> str:
     """NFKC, ``\\text{}`` unwrapped, ``$`` removed, whitespace collapsed; optionally lowercased and
-    stripped of punctuation."""
+    stripped of sentence punctuation (``. , ; : ! ?`` and quotes, never between digits; a
+    bracketed choice ``(C)`` is ``C``). Signs, relations, brackets and operators are kept:
+    ``-5`` is not ``5`` and ``x>3`` is not ``x<3``."""
     s = unicodedata.normalize("NFKC", s)
     s = _TEXT_CMD.sub(r"\1", s).replace("$", "")
     if not case_sensitive:
         s = s.casefold()
     if strip_punctuation:
-        s = re.sub(r"[^\w\s]", " ", s)
+        s = _CHOICE.sub(r"\1", _SENTENCE_PUNCT.sub(" ", s).strip())
     return " ".join(s.split())
 
 
@@ -74,7 +79,7 @@ class ExactMatchReward(_MatchBase):
     Scoring rule: 1.0 when every final answer stated (``<answer>``, else ``\\boxed{}``, else
     ``#### n``; or the whole text after the reasoning with ``extract="none"``) equals a gold
     answer after normalisation (NFKC, ``\\text{}``/``$`` removed, whitespace collapsed, and by
-    default case-folded and punctuation-stripped); else 0.0; ``None`` without a gold answer.
+    default case-folded and stripped of sentence punctuation; signs, relations and brackets kept); else 0.0; ``None`` without a gold answer.
     Params: ``answer_column``, ``extract``, ``prefilled_think``, ``case_sensitive``,
     ``strip_punctuation``.
     """
@@ -88,6 +93,14 @@ class ExactMatchReward(_MatchBase):
         return normalize_text(cand, **kw) == g if g else None
 
 
+def _parse(s: str):
+    """``parse_number`` of ``s``, or of its number when it carries an allowed unit (``18 dollars``)."""
+    parsed = parse_number(s)
+    if parsed is None and (unit := split_unit(s)) is not None and unit[1]:
+        parsed = parse_number(unit[0])
+    return parsed
+
+
 def to_number(s: str) -> float | None:
     """A float from a plain numeric answer: ``1,234.5``, ``-3/4``, ``\\frac{1}{2}``, ``$5``, ``40%``,
     ``18 dollars``; ``None`` otherwise."""
@@ -95,7 +108,7 @@ def to_number(s: str) -> float | None:
     pct = s.endswith("%")
     if pct:
         s = s.rstrip("%").rstrip("\\").strip()
-    parsed = parse_number(s) or parse_number(TEXT_UNITS_RE.sub("", s))
+    parsed = _parse(s)
     if parsed is None:
         return None
     value = float(parsed[0])
@@ -106,15 +119,19 @@ class NumericMatchReward(_MatchBase):
     """Numeric equality of the final answer with the gold within a tolerance.
 
     Scoring rule: 1.0 when every final answer stated is a number with
-    ``|x - gold| <= max(abs_tol, rel_tol * |gold|)`` (``math.isclose``); percentages are divided
+    ``|x - gold| <= max(abs_tol, rel_tol * |gold|)`` (``math.isclose``), except that with
+    ``exact_integers`` (default) a gold written as an integer or fraction is matched exactly
+    (a decimal only within 1e-6 of a fraction like 1/3 whose expansion does not terminate:
+    ``123456700.0`` is not ``123456789``); units only from ``answer_norm.UNITS``; percentages are divided
     by 100 only when ``percent_as_fraction`` is true, else ``40%`` reads as 40; 0.0 otherwise
     (including non-numeric answers); ``None`` when the gold is missing or not a number.
     Params: ``answer_column``, ``extract``, ``prefilled_think``, ``rel_tol`` (1e-6),
-    ``abs_tol`` (1e-9), ``percent_as_fraction`` (False).
+    ``abs_tol`` (1e-9), ``percent_as_fraction`` (False), ``exact_integers`` (True).
     """
 
     name = "numeric_match_reward"
-    PARAMS = {**_MatchBase.PARAMS, "rel_tol": 1e-6, "abs_tol": 1e-9, "percent_as_fraction": False}
+    PARAMS = {**_MatchBase.PARAMS, "rel_tol": 1e-6, "abs_tol": 1e-9, "percent_as_fraction": False,
+              "exact_integers": True}
 
     def _validate(self) -> None:
         super()._validate()
@@ -134,4 +151,11 @@ class NumericMatchReward(_MatchBase):
         c = self._num(cand)
         if c is None:
             return False
+        exact_gold, exact_cand = _parse(self._bare(gold)), _parse(self._bare(cand))
+        if self.params["exact_integers"] and exact_gold is not None and exact_cand is not None and not exact_gold[1]:
+            return numbers_equal(exact_cand, exact_gold)  # an exact gold: tolerance only for 1/3-like golds
         return math.isclose(c, g, rel_tol=self.params["rel_tol"], abs_tol=self.params["abs_tol"])
+
+    def _bare(self, s: str) -> str:
+        s = s.strip()
+        return s[:-1].rstrip("\\") if s.endswith("%") and not self.params["percent_as_fraction"] else s

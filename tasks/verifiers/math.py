@@ -1,6 +1,6 @@
 """Math answer extraction and checking, shared by the GRPO reward and evaluation.
 
-Extraction (``extract_answers`` / ``extract_final_answer``):
+Extraction (``extract_answers`` / ``extract_final_answer``, in ``math_extract``, linear in the text):
 
 * Only the *answer region* is searched: the text after the last ``</think>`` when the
   completion has one; nothing when a ``<think>`` block is left open (or, with
@@ -15,7 +15,9 @@ Extraction (``extract_answers`` / ``extract_final_answer``):
 Checking (``answers_match`` / ``answers_match_many``), every step bounded:
 
 * in this process: an exact path for plain numbers (integers, decimals, thousands separators,
-  ``a/b`` and ``\\frac{a}{b}``, leading ``$``), normalised string comparison for text answers,
+  ``a/b`` and ``\\frac{a}{b}``, leading ``$``, a unit from ``answer_norm.UNITS``; tolerance only
+  for a decimal against a non-terminating fraction), normalised string comparison for text
+  answers (words are never a number or an expression),
   and the fast LaTeX evaluator (``latex_forms`` over ``latex_fast``: expressions, tuples,
   intervals, sets, lists, degrees, percentages, bases, equations, matrices), which answers only
   when the comparison is clear and bounds its input sizes, exponents and integers;
@@ -23,30 +25,39 @@ Checking (``answers_match`` / ``answers_match_many``), every step bounded:
   after ``mv_pool.TIMEOUT_S`` and scores 0, so sympy never holds this process's GIL; risky
   shapes (exponent towers, huge integers and factorials, integrals, very long answers) score 0
   before reaching it. Both kinds are counted (``notes``; the reward logs them).
+
+Budgets per completion (``score_math_answers``): at most ``MAX_CANDIDATES`` distinct answers
+and ``MAX_VERIFY_PER_COMPLETION`` math-verify comparisons, and none at all once an in-process
+check found one of its answers wrong; per batch, ``budget_s`` for math-verify; callers share
+its workers in turn (``mv_pool``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from fractions import Fraction
 from typing import Any
 
-from tasks.verifiers._base import Reward, column, log_metric, logger, prompt_text
-from tasks.verifiers.answer_norm import (
-    TEXT_UNITS_RE,
-    is_text_answer,
-    norm_text,
-    numbers_equal,
-    parse_number,
-)
+from tasks.verifiers._base import Reward, column, log_metric, logger
+from tasks.verifiers.answer_norm import is_text_answer, norm_text, numbers_equal, parse_number, split_unit
 from tasks.verifiers.latex_forms import forms_equal
 from tasks.verifiers.latex_parse import parse_latex
+from tasks.verifiers.math_extract import (
+    UNBALANCED,
+    answer_region,
+    clean_answer,
+    derivation_chars,
+    extract_answers,
+    extract_final_answer,
+    extract_gold,
+)
 from tasks.verifiers.mv_pool import TIMED_OUT
 from tasks.verifiers.mv_pool import get_pool as get_mv_pool
 
 __all__ = [
     "MathAnswerReward",
+    "answer_region",
+    "derivation_chars",
     "answers_match",
     "answers_match_many",
     "extract_answers",
@@ -58,113 +69,15 @@ __all__ = [
 ]
 
 MAX_ANSWER_CHARS = 512
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOX_SPACE_RE = re.compile(r"\\boxed +([^\s$]+)")
-_HASH_RE = re.compile(r"^[ \t]*####[ \t]*(.*?)[ \t]*$", re.MULTILINE)
-
-
-def _answer_tag_re(tag: str) -> re.Pattern:
-    return re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
-
-
-_ANSWER_RE = _answer_tag_re("answer")
-
-
-def _boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (brace-matched) and ``\\boxed x``."""
-    out: list[str] = []
-    for m in _BOX_RE.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            out.append(text[m.end():i - 1])
-        else:  # unbalanced: treat as an (unparseable) answer so it cannot be ignored
-            out.append(text[m.end():])
-    out.extend(m.group(1) for m in _BOX_SPACE_RE.finditer(text))
-    return out
-
-
-def answer_region(text: str, *, think_tag: str = "think", prefilled_think: bool = False) -> str | None:
-    """The part of ``text`` that may hold the final answer (``None``: reasoning never closed)."""
-    close = f"</{think_tag}>"
-    k = text.rfind(close)
-    if k >= 0:
-        return text[k + len(close):]
-    if prefilled_think or f"<{think_tag}>" in text:
-        return None
-    return text
-
-
-def extract_answers(
-    text: str, *, think_tag: str = "think", answer_tag: str = "answer", prefilled_think: bool = False
-) -> list[str]:
-    """All final-answer candidates stated in ``text`` (see the module docstring for the rules)."""
-    region = answer_region(text or "", think_tag=think_tag, prefilled_think=prefilled_think)
-    if not region:
-        return []
-    tag_re = _ANSWER_RE if answer_tag == "answer" else _answer_tag_re(answer_tag)
-    blocks = tag_re.findall(region) if f"<{answer_tag}>" in region else []
-    if blocks:
-        cands: list[str] = []
-        for b in blocks:
-            boxed = _boxed_contents(b)
-            cands.extend(boxed if boxed else [b])
-    elif "\\boxed" in region or "\\fbox" in region:
-        cands = _boxed_contents(region)
-    elif "####" in region:
-        cands = _HASH_RE.findall(region)
-    else:
-        return []
-    return [_clean(c) for c in cands]
-
-
-def extract_final_answer(text: str, **kwargs: Any) -> str | None:
-    """The last final-answer candidate in ``text``, or ``None`` (same rules as the reward)."""
-    cands = extract_answers(text, **kwargs)
-    return cands[-1] if cands else None
-
-
-def extract_gold(gold: Any) -> str | None:
-    """The gold answer string: the last ``\\boxed{}`` or ``#### n`` of a worked solution, else the text."""
-    if gold is None:
-        return None
-    if isinstance(gold, (int, float, Fraction)) and not isinstance(gold, bool):
-        gold = str(gold)
-    if not isinstance(gold, str):
-        return None
-    if "\\boxed" in gold or "\\fbox" in gold:
-        boxed = _boxed_contents(gold)
-        gold = boxed[-1] if boxed else gold
-    elif "####" in gold:
-        hashes = _HASH_RE.findall(gold)
-        gold = hashes[-1] if hashes else gold
-    gold = _clean(gold)
-    return gold or None
-
-
-_WRAPPERS = re.compile(r"^\\\(|\\\)$|^\\\[|\\\]$")
-
-
-def _clean(s: str) -> str:
-    s = s.strip()
-    s = _WRAPPERS.sub("", s).strip()
-    while len(s) >= 2 and s[0] == "$" and s[-1] == "$" and not s.startswith("\\$"):
-        s = s[1:-1].strip()
-    s = s.rstrip(".").strip()
-    return s
-
+MAX_CANDIDATES = 4  # distinct final answers a completion may state before it scores 0 unread
+MAX_VERIFY_PER_COMPLETION = 1  # of them, at most this many may need math-verify (a hostile one costs one TIMEOUT_S)
+BATCH_BUDGET_S = 60.0  # math-verify comparisons of one batch not started by then score 0
 
 # ---------------------------------------------------------------- checking
 _RISKY_RE = re.compile(
     r"\^\s*\{[^{}]*\^|\^\s*\(?[^{}\s]*\^|\d{40,}|\^\s*\{?\s*\d{5,}|\d{4,}\s*!|\\(?:int|sum|prod|lim)"
 )
+_CURRENCY_RE = re.compile(r"^(?:\\\\)?\\\$\s*|^\$\s*")
 _EXPONENT_RE = re.compile(r"\^\s*\{?\s*\(?\s*-?(\d+)")
 
 
@@ -183,14 +96,19 @@ def _fast(p: str, g: str) -> bool | None:
         pnum = parse_number(p)
         if pnum is not None:
             return numbers_equal(pnum, gnum)
-        stripped = TEXT_UNITS_RE.sub("", p)  # "18 dollars", "18 \\text{ cm}"
-        if stripped != p and (pnum := parse_number(stripped)) is not None:
-            return numbers_equal(pnum, gnum)
+        unit = split_unit(p)  # "18 dollars", "18 \\text{ cm}"; "5x", "5 \\text{ million}" are wrong
+        if unit is not None and (pnum := parse_number(unit[0])) is not None:
+            return unit[1] and numbers_equal(pnum, gnum)
     if is_text_answer(g):
         return bool(p) and norm_text(p) == norm_text(g)
     if p == g:
         return True
-    return forms_equal(p, g)
+    if is_text_answer(p):
+        return False  # words (\\text{yes}) are never a number or an expression
+    pnum = parse_number(p)
+    if pnum is not None:  # "19,619" is a number, not the list 19, 619; "\\$5.10" is 5.10
+        p = str(pnum[0]) if not pnum[1] else _CURRENCY_RE.sub("", p).replace(",", "").replace("{,}", "")
+    return forms_equal(p, _CURRENCY_RE.sub("", g))
 
 
 @functools.lru_cache(maxsize=16384)
@@ -211,11 +129,8 @@ def _note(notes: dict | None, key: str) -> None:
         notes[key] = notes.get(key, 0) + 1
 
 
-def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None = None) -> list[bool | None]:
-    """``answers_match`` for many pairs; the math-verify ones run in parallel worker processes.
-
-    ``notes`` (a dict) counts ``refused`` (risky answers scored 0 before sympy) and ``timeouts``
-    (comparisons killed after ``mv_pool.TIMEOUT_S``)."""
+def _fast_verdicts(pairs: list[tuple[str | None, Any]], notes: dict | None) -> tuple[list, dict]:
+    """In-process verdicts of ``pairs``, and ``{(pred, gold): [indices]}`` of those left to math-verify."""
     out: list[bool | None] = [None] * len(pairs)
     pending: dict[tuple[str, str], list[int]] = {}
     for i, (pred, gold) in enumerate(pairs):
@@ -225,19 +140,28 @@ def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None =
         if pred is None:
             out[i] = False if _gold_ok(g) else None
             continue
-        p = _clean(pred)
-        out[i] = _fast(p, g)
+        p = clean_answer(pred)
+        if len(p) > max(MAX_ANSWER_CHARS, 4 * len(g)):  # before any check: none has to scale with it
+            _note(notes, "refused")
+            out[i] = False
+            continue
+        out[i] = False if p == UNBALANCED else _fast(p, g)
         if out[i] is not None:
             continue
         if not _gold_ok(g):
             continue
-        if not p or len(p) > max(MAX_ANSWER_CHARS, 4 * len(g)) or _risky(p):
+        if not p or _risky(p):
             _note(notes, "refused")
             out[i] = False
             continue
         pending.setdefault((p, g), []).append(i)
+    return out, pending
+
+
+def _verify(out: list, pending: dict, notes: dict | None, budget_s: float | None) -> list:
+    """Settle ``pending`` with math-verify (parallel, fair, killed at ``TIMEOUT_S``) into ``out``."""
     if pending:
-        results = get_mv_pool().ask_many([["eq", p, g] for p, g in pending])
+        results = get_mv_pool().ask_many([["eq", p, g] for p, g in pending], budget_s)
         for idx, r in zip(pending.values(), results):
             if r == TIMED_OUT:
                 _note(notes, "timeouts")
@@ -245,6 +169,16 @@ def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None =
             for i in idx:
                 out[i] = r
     return out
+
+
+def answers_match_many(pairs: list[tuple[str | None, Any]], notes: dict | None = None,
+                       budget_s: float | None = None) -> list[bool | None]:
+    """``answers_match`` for many pairs; the math-verify ones run in parallel worker processes.
+
+    ``notes`` (a dict) counts ``refused`` (risky answers scored 0 before sympy) and ``timeouts``
+    (comparisons killed after ``mv_pool.TIMEOUT_S`` or not started within ``budget_s``)."""
+    out, pending = _fast_verdicts(pairs, notes)
+    return _verify(out, pending, notes, budget_s)
 
 
 def answers_match(pred: str | None, gold: Any, notes: dict | None = None) -> bool | None:
@@ -255,22 +189,10 @@ def answers_match(pred: str | None, gold: Any, notes: dict | None = None) -> boo
     return answers_match_many([(pred, gold)], notes)[0]
 
 
-def derivation_chars(text: str, prompt: Any = None, *, think_tag: str = "think") -> int:
-    """Non-space characters of reasoning before the final answer (0 if it is a copy of the prompt)."""
-    close = f"</{think_tag}>"
-    if close in text:
-        reasoning = text[: text.rfind(close)].replace(f"<{think_tag}>", "")
-    else:
-        cut = [i for i in (text.find("<answer>"), text.find("\\boxed"), text.find("####")) if i >= 0]
-        reasoning = text[: min(cut)] if cut else text
-    compact = "".join(reasoning.split())
-    if prompt is not None and compact and compact in "".join(prompt_text(prompt).split()):
-        return 0
-    return len(compact)
-
-
-def _candidates(text: str, gold: Any, opts: dict, prompt: Any) -> tuple[str | None, list[str] | None]:
-    """(gold, distinct candidates) of one completion; candidates None when it scores 0 outright."""
+def _candidates(text: str, gold: Any, opts: dict, prompt: Any,
+                notes: dict | None = None) -> tuple[str | None, list[str] | None]:
+    """(gold, distinct candidates) of one completion; candidates None when it scores 0 outright
+    (no answer, too little derivation, or more than ``MAX_CANDIDATES`` different answers)."""
     g = extract_gold(gold)
     if g is None or not gold_is_parseable(g):
         return None, None
@@ -279,23 +201,43 @@ def _candidates(text: str, gold: Any, opts: dict, prompt: Any) -> tuple[str | No
     need = opts.get("min_derivation_chars", 0)
     if not cands or (need > 0 and derivation_chars(text, prompt, think_tag=opts.get("think_tag", "think")) < need):
         return g, None
-    return g, list(dict.fromkeys(cands))
+    distinct = list(dict.fromkeys(cands))
+    if len(distinct) > MAX_CANDIDATES:
+        _note(notes, "refused")
+        return g, None
+    return g, distinct
 
 
 def score_math_answers(texts: list[str], golds: list, prompts: list | None = None, notes: dict | None = None,
-                       **opts: Any) -> list[float | None]:
-    """``score_math_answer`` for many completions at once (math-verify calls in parallel)."""
+                       budget_s: float = BATCH_BUDGET_S, **opts: Any) -> list[float | None]:
+    """``score_math_answer`` for many completions at once.
+
+    The in-process checks run first; a completion with a wrong answer among them scores 0 with
+    no math-verify call, and one that needs more than ``MAX_VERIFY_PER_COMPLETION`` of them
+    scores 0 (counted as refused); the rest go to math-verify together (within ``budget_s``)."""
     prompts = prompts if prompts is not None else [None] * len(texts)
-    rows = [_candidates(t, g, opts, pr) for t, g, pr in zip(texts, golds, prompts)]
+    rows = [_candidates(t, g, opts, pr, notes) for t, g, pr in zip(texts, golds, prompts)]
     pairs = [(c, g) for g, cands in rows if cands for c in cands]
-    verdicts = iter(answers_match_many(pairs, notes))
+    fast, pending = _fast_verdicts(pairs, notes)
+    owner = [r for r, (g, cands) in enumerate(rows) for _ in cands or []]
+    waiting: dict[int, int] = {}
+    for idx in pending.values():
+        for i in idx:
+            waiting[owner[i]] = waiting.get(owner[i], 0) + 1
+    doomed = {owner[i] for i, v in enumerate(fast) if v is False}
+    for r, n in waiting.items():
+        if n > MAX_VERIFY_PER_COMPLETION and r not in doomed:
+            _note(notes, "refused")
+            doomed.add(r)
+    pending = {k: kept for k, idx in pending.items() if (kept := [i for i in idx if owner[i] not in doomed])}
+    verdicts = iter(_verify(fast, pending, notes, budget_s))
     out: list[float | None] = []
-    for g, cands in rows:
+    for r, (g, cands) in enumerate(rows):
         if g is None:
             out.append(None)
         else:
             ok = [next(verdicts) for _ in cands or []]
-            out.append(1.0 if cands and all(ok) else 0.0)
+            out.append(1.0 if cands and r not in doomed and all(ok) else 0.0)
     return out
 
 
@@ -333,8 +275,11 @@ class MathAnswerReward(Reward):
 
     Params: ``prefilled_think`` (the chat template already opened ``<think>``: the answer must
     follow a ``</think>``), ``think_tag``, ``answer_tag``, ``min_derivation_chars`` (0 = off;
-    else require that much reasoning before the answer, not copied from the prompt),
-    ``answer_column``.
+    else require that much reasoning before the answer, not copied from the prompt: see
+    ``derivation_chars``), ``answer_column``, ``batch_budget_s`` (math-verify comparisons not
+    started within it score 0). Budget: at most ``MAX_CANDIDATES`` distinct answers and
+    ``MAX_VERIFY_PER_COMPLETION`` math-verify comparisons (each killed at ``mv_pool.TIMEOUT_S``)
+    per completion, else 0 (counted as hostile); extraction is linear in the text.
     """
 
     name = "math_answer_reward"
@@ -346,11 +291,14 @@ class MathAnswerReward(Reward):
         "answer_tag": "answer",
         "min_derivation_chars": 0,
         "answer_column": "answer",
+        "batch_budget_s": BATCH_BUDGET_S,
     }
 
     def _validate(self) -> None:
         if self.params["min_derivation_chars"] < 0:
             self._fail("min_derivation_chars must be >= 0")
+        if self.params["batch_budget_s"] <= 0:
+            self._fail("batch_budget_s must be > 0")
         for k in ("think_tag", "answer_tag"):
             if not re.fullmatch(r"[A-Za-z_][\w\-]*", self.params[k]):
                 self._fail(f"{k} must be a bare tag name like 'think', got {self.params[k]!r}")
@@ -360,7 +308,7 @@ class MathAnswerReward(Reward):
         p = self.params
         golds = column(kwargs, p["answer_column"], len(texts))
         notes: dict = {}
-        out = score_math_answers(texts, golds, prompts, notes, prefilled_think=p["prefilled_think"],
+        out = score_math_answers(texts, golds, prompts, notes, p["batch_budget_s"], prefilled_think=p["prefilled_think"],
                                  think_tag=p["think_tag"], answer_tag=p["answer_tag"],
                                  min_derivation_chars=p["min_derivation_chars"])
         bad = 0

@@ -6,15 +6,15 @@ stop it and the whole calling process stalls. Here math-verify runs only in work
 ``TIMEOUT_S`` on the worker's socket (the caller releases the GIL while it waits) and a worker
 that has not answered by then is SIGKILLed and replaced by a fresh fork. A timed-out request
 returns ``TIMED_OUT``. One pool per process (``get_pool``), ``workers`` = usable cores (max 4),
-requests of a batch spread across them (``ask_many``).
+requests of a batch spread across them (``ask_many``), callers served in turn.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import os
-import queue
 import select
 import signal
 import socket
@@ -22,7 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from typing import Any
 
 __all__ = ["TIMED_OUT", "TIMEOUT_S", "MathVerifyError", "MathVerifyPool", "get_pool"]
@@ -115,18 +115,34 @@ class _Slot:
         self.pid, self.sock = None, None
 
 
+class _Lane:
+    """The requests of one ``ask_many`` call, served in turn with every other caller's."""
+
+    def __init__(self, reqs: list[list], deadline: float | None):
+        self.reqs, self.deadline = reqs, deadline
+        self.todo = collections.deque(range(len(reqs)))
+        self.results: list = [TIMED_OUT] * len(reqs)
+        self.left = len(reqs)
+        self.done = threading.Event()
+
+
 class MathVerifyPool:
-    """``ask(["gold", g])`` / ``ask(["eq", pred, gold])`` on worker processes (see the module docstring)."""
+    """``ask(["gold", g])`` / ``ask(["eq", pred, gold])`` on worker processes (see the module docstring).
+
+    Fair: each ``ask_many`` call is a lane and the workers take one request from each lane in
+    turn, so a caller with many slow requests (one reward's hostile batch) cannot starve another
+    running beside it (``ConcurrentReward``); a request not started by its lane's deadline is
+    ``TIMED_OUT`` without running."""
 
     def __init__(self, workers: int | None = None):
         self.size = workers or max(1, min(4, len(os.sched_getaffinity(0))))
         self._zygote: _Zygote | None = None
         self._zygote_lock = threading.Lock()
-        self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all = [_Slot() for _ in range(self.size)]
-        for s in self._all:
-            self._slots.put(s)
-        self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="math-verify")
+        self._lanes: collections.deque[_Lane] = collections.deque()
+        self._cv = threading.Condition()
+        for slot in self._all:
+            threading.Thread(target=self._serve, args=(slot,), name="math-verify", daemon=True).start()
 
     def fork(self) -> tuple[int, socket.socket]:
         with self._zygote_lock:
@@ -134,17 +150,43 @@ class MathVerifyPool:
                 self._zygote = _Zygote()
             return self._zygote.fork()
 
-    def ask(self, req: list) -> Any:
-        slot = self._slots.get()
-        try:
-            return slot.ask(self, req)
-        finally:
-            self._slots.put(slot)
+    def _serve(self, slot: _Slot) -> None:
+        while True:
+            with self._cv:
+                while not self._lanes:
+                    self._cv.wait()
+                lane = self._lanes.popleft()
+                i = lane.todo.popleft()
+                if lane.todo:
+                    self._lanes.append(lane)  # round robin: to the back of the line
+            late = lane.deadline is not None and time.monotonic() > lane.deadline
+            try:
+                result = TIMED_OUT if late else slot.ask(self, lane.reqs[i])
+            except MathVerifyError as e:  # handed to the caller: math-verify cannot run here
+                result = e
+            lane.results[i] = result
+            with self._cv:
+                lane.left -= 1
+                if lane.left == 0:
+                    lane.done.set()
 
-    def ask_many(self, reqs: list[list]) -> list:
-        if len(reqs) <= 1:
-            return [self.ask(r) for r in reqs]
-        return list(self._executor.map(self.ask, reqs))
+    def ask(self, req: list) -> Any:
+        return self.ask_many([req])[0]
+
+    def ask_many(self, reqs: list[list], budget_s: float | None = None) -> list:
+        """Answers to ``reqs`` (``TIMED_OUT`` for a request killed at ``TIMEOUT_S`` or not started
+        within ``budget_s`` of this call)."""
+        if not reqs:
+            return []
+        lane = _Lane(reqs, None if budget_s is None else time.monotonic() + budget_s)
+        with self._cv:
+            self._lanes.append(lane)
+            self._cv.notify_all()
+        lane.done.wait()
+        for r in lane.results:
+            if isinstance(r, MathVerifyError):
+                raise r
+        return lane.results
 
     def close(self) -> None:
         for s in self._all:

@@ -137,6 +137,9 @@ def test_prefect_artifacts_link_each_stage_to_mlflow(first_run):
             "tiny-eval-comparison"} <= keys
     sft_md = next(a for a in arts if a.key == "tiny-sft").data
     assert "MLflow run" in sft_md and "#/experiments/" in sft_md
+    # the verifier audit: a section of the GRPO stage's summary, an artifact per evaluated checkpoint
+    assert "## Verifier audit" in next(a for a in arts if a.key == "tiny-grpo-stage-1").data
+    assert "## Verifier audit" in next(a for a in arts if a.key == "tiny-eval-grpo-stage-1").data
 
 
 def test_rerun_is_cached_and_a_grpo_change_reruns_only_grpo_and_its_eval(first_run):

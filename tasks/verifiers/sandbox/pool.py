@@ -23,7 +23,6 @@ import json
 import os
 import queue
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -44,6 +43,7 @@ __all__ = ["ATTEMPTS", "IsolationUnavailable", "RunLimits", "SandboxError", "San
 ATTEMPTS = 3
 START_TIMEOUT = 30.0
 GRACE = 10.0
+CLEAN_TIMEOUT = 10.0
 _pools: dict[tuple, SandboxPool] = {}
 _pools_lock = threading.Lock()
 _probed: dict[tuple, str | None] = {}
@@ -140,6 +140,7 @@ class _Worker:
         self.sock: socket.socket | None = None
         self.block: UidBlock | None = None
         self.root: str | None = None
+        self.cleaning = False  # a verdict was collected; the worker's {"clean": ...} is still to read
 
     def start(self) -> None:
         self.stop()
@@ -183,7 +184,20 @@ class _Worker:
             raise _WorkerFailure("the worker died")
         return json.loads(data)
 
+    def _settle(self) -> None:
+        """Read the worker's cleanup report of its last run; a worker that retired (its run left
+        more than it deletes) or does not report in time is replaced, never counted as a fault."""
+        self.cleaning = False
+        try:
+            clean = self._recv(CLEAN_TIMEOUT).get("clean") is True
+        except (_WorkerFailure, OSError, ValueError):
+            clean = False
+        if not clean:
+            self.stop()
+
     def submit(self, header: dict, fds: dict[str, int]) -> None:
+        if self.cleaning:
+            self._settle()
         if self.proc is None or self.proc.poll() is not None or (self.block is not None and self.block.exhausted):
             self.start()
         assert self.sock is not None
@@ -195,11 +209,13 @@ class _Worker:
 
     def collect(self, timeout: float) -> dict:
         reply = self._recv(timeout + GRACE)
+        self.cleaning = True
         if reply.get("status") == "setup_error":
             raise _WorkerFailure(f"run setup failed: {reply.get('error')}")
         return reply
 
     def stop(self) -> None:
+        self.cleaning = False
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -213,8 +229,9 @@ class _Worker:
         if self.block is not None:  # no process of its uids is left once the worker is reaped
             self.block.release()
             self.block = None
-        if self.root:
-            shutil.rmtree(self.root, ignore_errors=True)
+        if self.root:  # whatever a run left there (any size, any depth): off every caller's path
+            threading.Thread(target=subprocess.run, args=(["rm", "-rf", "--one-file-system", self.root],),
+                             kwargs={"stderr": subprocess.DEVNULL}, daemon=True).start()
             self.root = None
 
 

@@ -15,7 +15,12 @@ forked from. Per run it:
   itself down before running anything;
 * waits on a pidfd with the run's wall-clock deadline and SIGKILLs the child when it passes;
 * kills and reaps anything left behind (it is a subreaper; in a PID namespace every process but
-  itself and pid 1 is a leftover) and deletes the directory.
+  itself and pid 1 is a leftover) and sends the verdict;
+* only then deletes the directory, visiting at most ``CLEAN_ENTRIES`` entries ``CLEAN_DEPTH``
+  deep, and says ``{"clean": ...}``. A run that left more (hundreds of thousands of files, deep
+  nesting, unreadable directories) retires the worker: it exits, and its private ``/tmp``
+  tmpfs goes with its mount namespace in O(1) (under ``rlimits`` the pool deletes its directory
+  in the background). Cleanup can neither delay a verdict nor turn one into a fault.
 
 The worker is non-dumpable, so a run with the same uid (unprivileged pools) cannot read its
 memory through ``/proc``; the runs' seccomp filter forbids them to signal or trace it anyway.
@@ -25,7 +30,6 @@ import importlib.util
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -38,6 +42,8 @@ _child = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_child)
 
 SETUP_TIMEOUT = 10.0
+CLEAN_ENTRIES = 4096
+CLEAN_DEPTH = 64
 _PRELOAD = (
     "collections", "collections.abc", "heapq", "bisect", "itertools", "functools", "math", "cmath", "re",
     "string", "fractions", "decimal", "statistics", "random", "typing", "dataclasses", "copy", "operator",
@@ -73,37 +79,42 @@ class _Kernel:
         return self._prctl(22, 2, self._ct.addressof(self._prog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
 
 
-def _expose(prefixes):
-    """``unshare`` level: hide each non-world-readable ancestor of the Python prefixes (e.g. /root)
-    under a tmpfs in this private mount namespace and bind the prefixes back read-only, so the
-    unprivileged run uid can import the whole standard library."""
+def _hold(prefixes):
+    """``unshare`` level: an ``O_PATH`` descriptor of each Python prefix, taken before the private
+    ``/tmp`` (or a tmpfs over an unreadable ancestor) can hide it: a prefix under ``/tmp`` (a
+    checkout or virtualenv in a scratch directory) is bound back from its descriptor."""
+    return {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in prefixes if os.path.isdir(p)}
+
+
+def _expose(held):
+    """``unshare`` level: make each held prefix readable at its own path for the run uid: a tmpfs
+    hides an ancestor the run uid cannot traverse (e.g. /root), missing parents are made 0755 and
+    the prefix is bound back read-only from its descriptor."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     ms_rdonly, ms_remount, ms_bind, ms_rec = 1, 32, 4096, 16384
-    groups = {}
-    for p in prefixes:
+    for p, fd in sorted(held.items()):
         parts = p.strip("/").split("/")
-        for k in range(1, len(parts)):
+        hidden = True
+        for k in range(1, len(parts) + 1):
             anc = "/" + "/".join(parts[:k])
-            if os.stat(anc).st_mode & 0o005 != 0o005:
-                groups.setdefault(anc, []).append(p)
+            try:
+                mode = os.stat(anc).st_mode
+            except FileNotFoundError:
+                break  # hidden by the private /tmp: made below
+            if mode & 0o005 != 0o005:
+                if libc.mount(b"tmpfs", anc.encode(), b"tmpfs", 0, b"mode=755,size=1m,nr_inodes=1024") != 0:
+                    raise OSError(ctypes.get_errno(), "tmpfs " + anc)
                 break
-    for anc, paths in groups.items():
-        stages = []
-        for p in paths:
-            stage = tempfile.mkdtemp(prefix="rlvr-stage-")
-            if libc.mount(p.encode(), stage.encode(), None, ms_bind | ms_rec, None) != 0:
-                raise OSError(ctypes.get_errno(), "bind " + p)
-            stages.append((p, stage))
-        if libc.mount(b"tmpfs", anc.encode(), b"tmpfs", 0, b"mode=755,size=1m") != 0:
-            raise OSError(ctypes.get_errno(), "tmpfs " + anc)
-        for p, stage in stages:
+        else:
+            hidden = False
+        if hidden:
             os.makedirs(p, 0o755, exist_ok=True)
-            libc.mount(stage.encode(), p.encode(), None, ms_bind | ms_rec, None)
+            if libc.mount(f"/proc/self/fd/{fd}".encode(), p.encode(), None, ms_bind | ms_rec, None) != 0:
+                raise OSError(ctypes.get_errno(), "bind " + p)
             libc.mount(None, p.encode(), None, ms_bind | ms_remount | ms_rdonly, None)
-            libc.umount2(stage.encode(), 2)
-            os.rmdir(stage)
+        os.close(fd)
 
 
 def _private_tmp():
@@ -112,7 +123,7 @@ def _private_tmp():
 
     libc = ctypes.CDLL(None, use_errno=True)
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=755,size=256m") != 0:
+        if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=755,size=256m,nr_inodes=65536") != 0:
             raise OSError(ctypes.get_errno(), "tmpfs " + d)
 
 
@@ -146,6 +157,42 @@ def _sweep(namespaced):
                 except OSError:
                     pass
         time.sleep(0.0005)
+
+
+def _clear(path):
+    """Delete a run's directory when it is small: True when it is gone. At most ``CLEAN_ENTRIES``
+    entries and ``CLEAN_DEPTH`` levels are visited (by descriptor, so no path grows too long),
+    so this is bounded whatever the run left; anything bigger is left to ``_retire``."""
+    budget = [CLEAN_ENTRIES]
+
+    def rm(dir_fd, name, depth):
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            entries = []
+            with os.scandir(fd) as it:
+                for e in it:
+                    budget[0] -= 1
+                    if budget[0] < 0:
+                        return False
+                    entries.append((e.name, e.is_dir(follow_symlinks=False)))
+            for sub, is_dir in entries:
+                if not is_dir:
+                    os.unlink(sub, dir_fd=fd)
+                elif depth >= CLEAN_DEPTH or not rm(fd, sub, depth + 1):
+                    return False
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
+        return True
+
+    try:
+        parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return rm(parent, os.path.basename(path), 0)
+        finally:
+            os.close(parent)
+    except OSError:
+        return False
 
 
 def _status(exit_code, sig, timed_out):
@@ -183,13 +230,12 @@ def _run(header, fds, cfg, kernel):
     _, st = os.waitpid(pid, 0)
     os.close(pidfd)
     _sweep(cfg["namespaced"])
-    shutil.rmtree(workdir, ignore_errors=True)
     exit_code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else None
     sig = os.WTERMSIG(st) if os.WIFSIGNALED(st) else None
     if setup[:1] != b"R":
-        return {"status": "setup_error", "error": setup[1:].decode("utf-8", "replace") or "child died in setup"}
-    return {"status": _status(exit_code, sig, timed_out), "exit_code": exit_code, "signal": sig,
-            "elapsed": time.monotonic() - t0}
+        return workdir, {"status": "setup_error", "error": setup[1:].decode("utf-8", "replace") or "child died in setup"}
+    return workdir, {"status": _status(exit_code, sig, timed_out), "exit_code": exit_code, "signal": sig,
+                     "elapsed": time.monotonic() - t0}
 
 
 def main():
@@ -201,10 +247,10 @@ def main():
     kernel.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with whoever started us
     kernel.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of a run come back to us for the sweep
     kernel.prctl(4, 0)  # PR_SET_DUMPABLE 0
+    held = _hold(cfg.get("expose_prefixes") or [])
     if cfg.get("private_tmp"):
         _private_tmp()
-    if cfg.get("expose_prefixes"):
-        _expose(cfg["expose_prefixes"])
+    _expose(held)
     if not cfg.get("root"):  # in this sandbox's private /tmp
         cfg["root"] = tempfile.mkdtemp(prefix="rlvr-runs-")
         os.chmod(cfg["root"], 0o711)
@@ -217,11 +263,18 @@ def main():
             break
         header = json.loads(msg)
         named = dict(zip(header.pop("fds"), fds))
+        workdir = None
         try:
-            reply = _run(header, named, cfg, kernel)
+            workdir, reply = _run(header, named, cfg, kernel)
         except Exception as e:  # noqa: BLE001 - report, keep serving
             reply = {"status": "setup_error", "error": f"worker: {type(e).__name__}: {e}"}
         ctl.send(json.dumps(reply).encode())
+        # cleanup after the verdict went out: bounded, and a run that left more than it can
+        # delete retires this worker (its private /tmp goes with its mount namespace)
+        clean = workdir is None or _clear(workdir)
+        ctl.send(json.dumps({"clean": clean}).encode())
+        if not clean:
+            break
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ def test_same_seed_same_numbers_and_a_model_without_answers_scores_zero(tiny_mod
     assert {s["benchmark"] for s in first.samples} == {"arith", "gsm8k_local"}
     assert set(first.lm_eval["results"]) == {"arith", "gsm8k_local"}
     assert first.lm_eval["settings"]["arith"]["config"]["random_seed"] == 11
+    # the verifier-scored benchmark is audited, lm-eval's own metrics are not
+    assert "arith/audit/false_negative_rate" in m and "audit/negatives_checked" in m
+    assert not any(k.startswith("gsm8k_local/audit/") for k in m) and first.audit["benchmarks"].keys() == {"arith"}
 
     reseeded = evaluate_model(tiny_model_dir, runs[:1], cfg.model_copy(update={"seed": 12}))
     assert [s["completions"] for s in reseeded.samples] != [s["completions"] for s in first.samples[:3]]

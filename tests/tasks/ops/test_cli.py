@@ -32,3 +32,16 @@ def test_verify_scores_a_completions_file(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "math_answer_reward: mean 1.0000 over 1/1 rows" in res.stdout
     assert "format_reward: mean 1.0000" in res.stdout
+
+
+def test_verify_audit_reports_rates_and_the_disagreeing_completions(tmp_path):
+    rows = [{"id": "a", "answer": "1000", "completion": "<think>\n600+400=1000\n</think>\nThe answer is 1,000."},
+            {"id": "b", "answer": "7", "completion": "<think>\n3+4=7\n</think>\n<answer>7</answer>"},
+            {"id": "c", "answer": "7", "completion": "<think>\n3+3=6\n</think>\n<answer>6</answer>"}]
+    comps = tmp_path / "c.jsonl"
+    comps.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = _rlvr("verify", str(CONFIGS / "tiny.yaml"), "--completions", str(comps), "--audit")
+    assert res.returncode == 0, res.stderr
+    assert "false negatives: 50.0% (95% Wilson 9.5%-90.5%) of 2 checked" in res.stdout
+    assert "false positives: 0.0% (95% Wilson 0.0%-79.3%) of 1 checked" in res.stdout
+    assert "[false_negative] math_answer_reward via exact_number: gold '1000', answer '1,000'" in res.stdout

@@ -2,6 +2,7 @@
 from checkpoint-2 in the same MLflow run; what users look at is logged along the way."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -42,7 +43,8 @@ def test_killed_stage_resumes_from_its_last_checkpoint_in_the_same_run(tmp_path,
     recipe = load_recipe(CONFIGS / "tiny.yaml", [
         f"tracking.runs_dir={tmp_path / 'runs'}", "grpo.stages.0.checkpoint_every=1", "grpo.stages.0.preset=dapo",
         "grpo.stages.0.trainer.max_steps=4", "grpo.stages.0.dynamic_sampling={max_resamples: 1}",
-        "grpo.stages.0.monitors.reward_hacking={every: 2, rows: 4}", "grpo.stages.0.log_samples=4"])
+        "grpo.stages.0.monitors.reward_hacking={every: 2, rows: 4}", "grpo.stages.0.log_samples=4",
+        "grpo.stages.0.audit={sample_rate: 1.0, max_per_batch: 1000, max_seconds_per_batch: 60.0}"])
     configure_tracking(recipe.tracking)
     stage = recipe.grpo.stages[0]
 
@@ -66,9 +68,12 @@ def test_killed_stage_resumes_from_its_last_checkpoint_in_the_same_run(tmp_path,
                 "timing/reward_share",
                 "timing/reward/math_answer_reward_s", "perf/throughput", "perf/generated_tokens_per_s",
                 "dynamic_sampling/resampled", "dynamic_sampling/dropped_groups", "canary/accuracy",
-                "rewards/soft_overlong_reward/mean"):  # the dapo preset's overlong shaping
+                "rewards/soft_overlong_reward/mean",  # the dapo preset's overlong shaping
+                "audit/false_negative_rate", "audit/false_positive_rate_high", "timing/audit_s"):
         assert key in metrics, key
     assert metrics["dynamic_sampling/resampled"] == 1  # tiny model: every group has zero variance
+    audit = json.loads((Path(out.path) / "audit.json").read_text())
+    assert audit["summary"]["audit/negatives_checked"] + audit["summary"]["audit/positives_checked"] > 0
     assert [m.step for m in client.get_metric_history(out.run_id, "canary/accuracy")] == [0, 2, 4]
 
     samples = {a.path for a in client.list_artifacts(out.run_id, "samples")}

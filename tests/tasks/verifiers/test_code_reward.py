@@ -74,7 +74,7 @@ def test_split_asserts_keep_expected_values_out_of_the_sandbox():
         "assert g(2) * 2 == 8\nassert abs(h(1) - 0.5) < 1e-6")
     sandbox_text = json.dumps(steps)
     assert "987654321" not in sandbox_text and "[1, 2, 3]" not in sandbox_text and "0.5" not in sandbox_text
-    assert [s["eval"] for s in steps if "eval" in s] == [["f(3)"], ["f(0)"], ["g(2) * 2"], ["h(1)"]]
+    assert [s["eval"] for s in steps if "eval" in s] == [["f(3)"], ["f(0)"], ["g(2)"], ["h(1)"]]  # g(2) * 2: a guarded product here
     assert env["expected"] == [1, 2, 3] and len(checks) == 4
 
 

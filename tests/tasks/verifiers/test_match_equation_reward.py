@@ -24,9 +24,11 @@ def test_exact_match_normalises():
 def test_numeric_match_tolerance():
     nm = REWARDS["numeric_match_reward"]
     texts = ["\\boxed{3.0000001}", "#### 1,000", "\\boxed{x}", "\\boxed{3.1}", "<answer>18 dollars</answer>", "\\boxed{40\\%}"]
-    assert nm(completions=texts, answer=["3", "1000", "4", "3", "18", "40"]) == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    assert nm(completions=texts, answer=["3.0", "1000", "4", "3", "18", "40"]) == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    assert nm(completions=["\\boxed{3.0000001}", "\\boxed{123456700.0}", "\\boxed{0.333333}"],
+              answer=["3", "123456789", "1/3"]) == [0.0, 0.0, 1.0]  # an exact gold is matched exactly
     assert nm(completions=["\\boxed{1}"], answer=["abc"]) == [None]
-    loose = build_reward("numeric_match_reward", {"rel_tol": 0.05})
+    loose = build_reward("numeric_match_reward", {"rel_tol": 0.05, "exact_integers": False})
     assert loose(completions=["\\boxed{3.1}"], answer=["3"]) == [1.0]
     frac = build_reward("numeric_match_reward", {"percent_as_fraction": True})
     assert frac(completions=["\\boxed{40\\%}"], answer=["0.4"]) == [1.0]
