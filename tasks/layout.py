@@ -11,6 +11,7 @@
         grpo.jsonl, sft.jsonl, eval.jsonl, quarantine.jsonl    curated splits (data, difficulty)
         samples.jsonl          evaluation samples
     <tracking.runs_dir>/stages/<stage>/<key>.lock   held while a run produces the directory
+    <tracking.runs_dir>/models/gguf/<digest>/       a GGUF starting model converted to HF (tasks.gguf)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 STAGES_DIR = "stages"
+GGUF_DIR = "models/gguf"
 RESULT_FILE = "result.json"
 RUN_ID_FILE = "mlflow_run_id"
 MODEL_DIR = "model"

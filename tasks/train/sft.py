@@ -15,18 +15,22 @@ from pathlib import Path
 from tasks.data.curate import prompt_messages, read_split
 from tasks.environments import environment_factory
 from tasks.environments.rollout import cold_start_example, corpus_text
+from tasks.gguf import find_gguf, record_gguf_source
 from tasks.layout import model_dir, split_file
-from tasks.modeling import init_model, load_model, train_tokenizer
+from tasks.modeling import init_model, load_model, pretrained_path, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
 from tasks.stages import StageHooks, StageOutput, StageSpec, stage_name, stage_run_id
+from tasks.tracking import file_digest
 from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 from tasks.verifiers.rows import row_fields
 
 
 def base_key(recipe: Recipe, data_key: str) -> str:
-    """Cache key of the starting model: the seed, the model section and the curated data."""
-    return stable_hash([recipe.digest("seed", "model"), data_key])
+    """Cache key of the starting model: the seed, the model section, the curated data and the
+    bytes of a GGUF file (a file replaced under the same name makes a new starting model)."""
+    gguf = file_digest(find_gguf(recipe.model.gguf)) if recipe.model.gguf else None
+    return stable_hash([recipe.digest("seed", "model"), data_key] + ([gguf] if gguf else []))
 
 
 def sft_key(recipe: Recipe, data_key: str, base_key: str) -> str:
@@ -36,7 +40,7 @@ def sft_key(recipe: Recipe, data_key: str, base_key: str) -> str:
 
 def base_model_inputs(recipe: Recipe, data_dir: str | Path) -> dict[str, Path]:
     """The splits `prepare_base_model` reads: the tokenizer's corpus (none for a given model)."""
-    return {} if recipe.model.name_or_path else {s: split_file(data_dir, s) for s in ("sft", "grpo")}
+    return {} if recipe.model.pretrained else {s: split_file(data_dir, s) for s in ("sft", "grpo")}
 
 
 def base_spec(recipe: Recipe, data: StageOutput) -> StageSpec:
@@ -60,8 +64,10 @@ def sft_spec(recipe: Recipe, data: StageOutput, base: StageOutput) -> StageSpec:
 def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> dict[str, float]:
     """Save the starting model: `model.name_or_path`, or a tokenizer trained on the training
     splits plus a decoder initialised from scratch."""
-    if recipe.model.name_or_path:
-        model, tok = load_model(recipe.model.name_or_path)
+    if recipe.model.pretrained:
+        model, tok = load_model(pretrained_path(recipe), recipe.model.dtype)
+        if recipe.model.gguf:  # which file the converted model came from, in the base stage's run
+            record_gguf_source(recipe.model.gguf)
     else:
         texts = [r["question"] + "\n" + r.get("completion", "") for split in ("sft", "grpo")
                  for r in read_split(data_dir, split)]
@@ -70,6 +76,10 @@ def prepare_base_model(recipe: Recipe, data_dir: str | Path, out_dir: Path) -> d
             texts += [corpus_text(row_fields(r), env) for r in read_split(data_dir, "sft")]
         tok = train_tokenizer(texts, recipe.model.scratch.vocab_size)
         model = init_model(tok, recipe.model.scratch, seed=recipe.seed)
+        if recipe.model.dtype != "auto":
+            import torch
+
+            model = model.to(getattr(torch, recipe.model.dtype))
     model.save_pretrained(model_dir(out_dir))
     tok.save_pretrained(model_dir(out_dir))
     return {"model/parameters": float(sum(p.numel() for p in model.parameters())), "model/vocab_size": float(len(tok))}
