@@ -11,7 +11,7 @@
         grpo.jsonl, sft.jsonl, eval.jsonl, quarantine.jsonl    curated splits (data, difficulty)
         samples.jsonl          evaluation samples
     <tracking.runs_dir>/stages/<stage>/<key>.lock   held while a run produces the directory
-    <tracking.runs_dir>/models/gguf/<digest>/       a GGUF starting model converted to HF (tasks.gguf)
+    <tracking.runs_dir>/models/gguf/<digest>/       a GGUF starting model converted to HF (tasks.modeling)
 """
 
 from __future__ import annotations
@@ -52,3 +52,14 @@ def lock_file(stage_dir: str | Path) -> Path:
 
 def is_finished(stage_dir: str | Path) -> bool:
     return (Path(stage_dir) / RESULT_FILE).is_file()
+
+
+def file_digest(path: str | Path) -> str:
+    """Short sha256 of a file's bytes, read in blocks (sources can be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]

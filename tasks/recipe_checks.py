@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from tasks.environments import rollout_environment_problems
 from tasks.eval.benchmark_checks import check_benchmarks
-from tasks.gguf import gguf_problems
+from tasks.modeling import gguf_problems
 from tasks.recipe import Recipe, RecipeError, did_you_mean
 from tasks.train.presets import check_stages, stage_trainer_fields
 from tasks.train.requirements import environment_problems, value_problems

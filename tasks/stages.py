@@ -25,14 +25,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.layout import RESULT_FILE, RUN_ID_FILE, is_finished, lock_file, model_dir, stage_path
+from tasks.layout import RESULT_FILE, RUN_ID_FILE, file_digest, is_finished, lock_file, model_dir, stage_path
 from tasks.lineage import BACKGROUND, jsonl_dataset_input, log_checkpoint, log_inputs, log_scores
 from tasks.locking import file_lock
 from tasks.progress import ProgressHook, trainer_progress
 from tasks.recipe import Recipe
 from tasks.redact import redact
 from tasks.reproducibility import provenance, seed_and_pin
-from tasks.tracking import LIVENESS_TAG, file_digest, flatten, log_metrics, safe_metric_name
+from tasks.tracking import LIVENESS_TAG, flatten, log_metrics, safe_metric_name
 
 log = logging.getLogger(__name__)
 

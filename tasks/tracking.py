@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tasks.layout import file_digest
 from tasks.lineage import jsonl_dataset_input, log_inputs
 from tasks.locking import file_lock, try_lock
 from tasks.ops.run_notes import tag_experiment_kind
@@ -134,17 +135,6 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     import mlflow
 
     mlflow.log_metrics({safe_metric_name(k): float(v) for k, v in metrics.items()}, step=step)
-
-
-def file_digest(path: str | Path) -> str:
-    """Short sha256 of a file's bytes, read in blocks (sources can be large)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def log_jsonl_dataset(path: Path, name: str, sample_rows: int = 50) -> None:

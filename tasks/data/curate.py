@@ -37,12 +37,12 @@ from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
 from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
 from tasks.environments import environment_row_problem
-from tasks.layout import QUARANTINE, SPLITS, split_file
+from tasks.layout import QUARANTINE, SPLITS, file_digest, split_file
 from tasks.modeling import pretrained_path
 from tasks.progress import ProgressHook
 from tasks.recipe import DataSection, Recipe, Source, stable_hash
 from tasks.stages import StageHooks, StageSpec, stage_name
-from tasks.tracking import file_digest, log_jsonl_dataset
+from tasks.tracking import log_jsonl_dataset
 from tasks.verifiers.code_tests import tests_problem
 from tasks.verifiers.math import gold_is_parseable
 

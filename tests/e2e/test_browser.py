@@ -5,7 +5,8 @@ summary with the promotion decision (a first champion below its floor stays chal
 health warnings, the automation that routes them; in the MLflow UI (the training view) see the
 parent run with its source and its child runs with their metrics; a failed run says why in one
 line in both UIs; compare it with the completed one (`rlvr compare` leaves its missing values
-blank, and MLflow's compare view); Ctrl-C leaves no process behind.
+blank, and MLflow's compare view); a bad recipe from the form fails before any compute with
+every problem `rlvr validate` finds; Ctrl-C leaves no process behind.
 
 Headless Chromium from Debian's packages, driven by Playwright's Python API with
 `executable_path` (no browser download). Screenshots: test-artifacts/browser/*.png.
@@ -354,6 +355,40 @@ def test_a_failed_run_says_why_and_compares_with_blanks(stack, page):
     page.get_by_text("Show diff only").first.click()  # parameters: only what differs, as `rlvr compare` prints
     page.get_by_text("grpo-stage-1/heldout/pass_at_1").last.scroll_into_view_if_needed()
     shot(page, "14-mlflow-compare-view")
+
+
+#: Two problems the form cannot see, which `rlvr validate` refuses: a misspelled field inside a
+#: stage's free-form `trainer:` map, and a source file that does not exist.
+TYPO = "grpo.stages.0.trainer.learning_rat: not a field of TRL GRPOConfig; did you mean 'learning_rate'?"
+
+
+def test_a_bad_recipe_from_the_form_fails_first_with_every_problem(stack, page):
+    """The worker's flow run checks the recipe before anything else: it ends Failed with the
+    CLI's message listing both problems, and nothing is written to its runs dir."""
+    runs_dir, missing = stack["runs"].parent / "bad-runs", stack["runs"].parent / "missing.jsonl"
+    _open_deployment(stack, page)
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run").click()
+    page.get_by_text(re.compile("settings applied to the recipe")).first.wait_for()
+    page.locator("textarea").first.fill("tiny")
+    for value in ["name=tiny-bad", f"tracking.runs_dir={runs_dir}", "grpo.stages.0.trainer.learning_rat=1e-5",
+                  f"data.sources=[{{kind: jsonl, name: {missing}}}]"]:
+        page.get_by_role("button", name="Add item").click()
+        page.locator("textarea").last.fill(value)
+    page.locator("textarea").last.press("Tab")
+    before = {r.id for r in _pipeline_runs(stack, "tiny-bad")}
+    submit = page.get_by_role("button", name="Submit")
+    expect(submit).to_be_enabled()  # the form accepts it: only the full check can refuse it
+    submit.click()
+    flow_run = _wait_for_new_run(stack, "tiny-bad", before, timeout_s=180)
+    state = _wait_for_final_state(stack, flow_run.id, timeout_s=300)
+    assert state.name == "Failed", state.message
+    assert TYPO in state.message and f"data.sources.0.name: file not found: {missing}" in state.message, state.message
+    page.goto(f"{stack['prefect']}/runs/flow-run/{flow_run.id}")
+    page.get_by_text("Failed").first.wait_for()
+    page.get_by_text(TYPO).first.wait_for()  # the run's log shows the CLI's message
+    shot(page, "15-bad-recipe-failed-with-every-problem")
+    assert not runs_dir.exists()
 
 
 def test_ctrl_c_stops_the_whole_stack(stack):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tasks.gguf import GGUFMissing, convert_gguf, find_gguf, gguf_problems
+from tasks.modeling import GGUFMissing, convert_gguf, find_gguf, gguf_problems
 from tests.conftest import SMOLLM2_GGUF
 
 
@@ -46,7 +46,7 @@ def test_name_or_path_and_gguf_exclude_each_other():
 
 
 def test_the_conversion_is_the_real_model_and_cached_by_digest(smollm2_runs_dir, smollm2_dir):
-    from tasks.tracking import file_digest
+    from tasks.layout import file_digest
 
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
