@@ -62,7 +62,7 @@ from tasks.train.trainer import PHASES
 from tasks.verifiers import build_reward
 
 TARGET_RATIO = 1.05
-STEP_PARTS = tuple(f"{part}_s" for part in ("step", *PHASES))  # time/<part> of the stage run
+STEP_PARTS = ("step", *PHASES)  # the stage's grpo/time/<part>: mean seconds per step
 
 
 def prepare(recipe, root: Path, sft_steps: int) -> tuple[Path, Path, str]:
@@ -164,9 +164,9 @@ def main() -> None:
           f"{statistics.median(lineage) / statistics.median(cpu_s['plain']):.2%} of plain's median CPU s "
           "(the traces are exported on it too)")
     print(f"reward time share of step time (pipeline, mean over repeats): {share:.2%} (target <= 5%)")
-    parts = {k: statistics.mean(m[f"grpo/{k}"] for m in metrics) for k in STEP_PARTS}
+    parts = {k: statistics.mean(m[f"grpo/time/{k}"] for m in metrics) for k in STEP_PARTS}
     print("pipeline seconds per step (timers, mean over repeats): "
-          + ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in parts.items()))
+          + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     print(f"throughput (pipeline, prompt+completion tokens/s per device): "
           f"{statistics.mean(m['grpo/throughput_tokens_per_s'] for m in metrics):.0f}")
 

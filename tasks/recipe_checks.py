@@ -25,6 +25,7 @@ from tasks.environments import rollout_environment_problems
 from tasks.eval.benchmark_checks import check_benchmarks
 from tasks.modeling import gguf_problems
 from tasks.recipe import Recipe, RecipeError, did_you_mean
+from tasks.redact import REDACTED
 from tasks.train.presets import check_stages, stage_trainer_fields
 from tasks.train.requirements import environment_problems, value_problems
 from tasks.verifiers import verifier_problems
@@ -263,6 +264,8 @@ def form_recipe(recipe: Recipe | None, base: str, overrides: list[str] | None) -
     runs, so a bad key fails here, before compute, naming the key."""
     overrides = list(overrides or [])
     if recipe is not None:
+        # A redacted override (how `rlvr run` records a secret it already applied) keeps the recipe's value.
+        overrides = [o for o in overrides if REDACTED not in o]
         if overrides:
             recipe = validate_recipe(apply_overrides(recipe.model_dump(mode="json", context={"secrets": True}),
                                                      overrides))

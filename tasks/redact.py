@@ -45,6 +45,16 @@ def redact(obj: Any, key: Any = None) -> Any:
     return obj
 
 
+def redact_override(override: str) -> str:
+    """A `key.path=value` override as it may be recorded: the value redacted when the last key is
+    secret-named, URL credentials redacted in any value."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return override
+    secret = value.strip() and is_secret_key(key.strip().rsplit(".", 1)[-1])
+    return f"{key}={REDACTED if secret else redact_text(value)}"
+
+
 def secret_values(obj: Any, key: Any = None) -> set[str]:
     """The literal secrets a JSON-like value holds (secret-named strings, URL credentials)."""
     if isinstance(obj, dict):

@@ -90,7 +90,7 @@ class EvaluationAudit:
 
     def report(self) -> dict:
         pooled = self.pooled()
-        return {"summary": pooled.summary(), "disagreements": pooled.disagreements,
+        return {"summary": pooled.summary(), "seconds": pooled.seconds, "disagreements": pooled.disagreements,
                 "benchmarks": {name: t.summary() for name, t in self.tallies.items()},
                 "judge": {"calls": self.judge.calls, "failures": self.judge.failures} if self.judge else None,
                 "settings": self.settings.model_dump(mode="json")}

@@ -22,7 +22,7 @@ from tasks.ops.stack import Stack, StackError, describe, migrate_embedded_prefec
 from tasks.ops.team import Team, TeamError
 from tasks.recipe import RecipeError
 from tasks.recipe_checks import load_recipe
-from tasks.redact import redact_logs, secret_values
+from tasks.redact import redact_logs, redact_override, secret_values
 from tasks.reproducibility import set_embedded_env
 from tasks.tracking import tracking_uri
 from tasks.verifiers import build_reward
@@ -108,7 +108,7 @@ def _run_stage(recipe, args) -> int:
     from flows.grpo import grpo_flow
     from flows.sft import sft_flow
 
-    source = {"base": args.recipe, "overrides": args.overrides}  # recorded as the runs' source
+    source = {"base": args.recipe, "overrides": [redact_override(o) for o in args.overrides]}  # the runs' source
     out = {"curate": lambda: curate_flow(recipe, **source), "sft": lambda: sft_flow(recipe, args.data, **source),
            "grpo": lambda: grpo_flow(recipe, args.data, args.init, **source),
            "evaluate": lambda: evaluate_flow(recipe, args.checkpoints, args.data, **source)}[args.command]()
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_stage(recipe, args)
     from flows.pipeline import pipeline_flow
 
-    summary = pipeline_flow(recipe, base=args.recipe, overrides=args.overrides)
+    summary = pipeline_flow(recipe, base=args.recipe, overrides=[redact_override(o) for o in args.overrides])
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tasks.layout import TRIPS_FILE
 from tasks.recipe import Recipe
+from tasks.redact import redact_override
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +68,7 @@ def source_tags(source: str | None, overrides: list[str] | None = None) -> dict[
     name), the overrides given with it, and the git commit."""
     tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": source or "recipe given as a parameter"}
     if overrides:
-        tags["recipe.overrides"] = " ".join(overrides)[:5000]
+        tags["recipe.overrides"] = " ".join(redact_override(o) for o in overrides)[:5000]
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
         tags["git.dirty"] = str(commit.endswith("+dirty")).lower()

@@ -87,7 +87,7 @@ class StageAudit:
 
     def finish(self, out_dir: Path, run_id: str | None) -> dict:
         """Write audit.json (summary + disagreements) and log the disagreements table to the run."""
-        report = {"summary": self.tally.summary(), "disagreements": self.tally.disagreements,
+        report = {"summary": self.tally.summary(), "seconds": self.tally.seconds, "disagreements": self.tally.disagreements,
                   "judge": {"calls": self.judge.calls, "failures": self.judge.failures} if self.judge else None,
                   "settings": self.cfg.model_dump(mode="json")}
         write_audit(report, out_dir, run_id)

@@ -235,7 +235,7 @@ def _finish(trainer, stage: GRPOStage, out_dir: Path, run_id, train_loss: float,
             "grpo/resumed_from_step": float(int(Path(resumed).name.split("-")[-1])) if resumed else 0.0,
             "grpo/reward_time_share": mean_of("time/reward_share"),
             "grpo/throughput_tokens_per_s": mean_of("perf/throughput"),
-            **{f"grpo/{part}_s": mean_of(f"time/{part}")  # seconds per step, by phase (tasks.train.trainer)
+            **{f"grpo/time/{part}": mean_of(f"time/{part}")  # seconds per step, by phase (tasks.train.trainer)
                for part in ("step", *PHASES)},
             "monitor/trips": float(len(trips)),
             "monitor/stopped": float(any(t["policy"] == "stop" for t in trips))}

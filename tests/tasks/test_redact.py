@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tasks.recipe_checks import load_recipe
-from tasks.redact import REDACTED, is_secret_key, redact, redact_logs, redact_text, secret_values
+from tasks.redact import REDACTED, is_secret_key, redact, redact_logs, redact_override, redact_text, secret_values
 from tests.conftest import CONFIGS, REPO
 
 TOKEN = "hf_Zq9SECRETtokenVALUE"
@@ -39,6 +39,14 @@ def test_redact_values_and_urls():
     assert out["api_key_env"] == "OPENAI_API_KEY" and out["list"] == [{"password": REDACTED}]
     assert secret_values(raw) == {TOKEN, f"bob:{URL_PASSWORD}", "p"}
     assert redact_text("see http://host/x and user@example.com") == "see http://host/x and user@example.com"
+
+
+def test_an_override_is_recorded_without_its_secret():
+    assert redact_override(f"grpo.stages.0.trainer.hub_token={TOKEN}") == f"grpo.stages.0.trainer.hub_token={REDACTED}"
+    assert redact_override(f"data.cold_start.teacher=https://bob:{URL_PASSWORD}@h/v1") == \
+        f"data.cold_start.teacher=https://{REDACTED}@h/v1"
+    assert redact_override("grpo.stages.0.trainer.pad_token=<pad>") == "grpo.stages.0.trainer.pad_token=<pad>"
+    assert redact_override("seed=3") == "seed=3" and redact_override("no-equals") == "no-equals"
 
 
 def test_recipe_json_has_no_secret_but_the_object_keeps_it():

@@ -28,16 +28,18 @@ def _run_tiny(runs_dir, one_core: bool) -> None:
 
 
 def _logged(runs_dir) -> tuple[dict, dict]:
-    """(run name, metric) -> every logged value in step order; run name -> tags."""
+    """(stage, metric) -> every logged value in step order; stage -> tags. Runs are told apart by
+    their `stage` tag (`pipeline` for the parent): a pipeline run's name carries its start time."""
     client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
     values, tags = {}, {}
     for exp in client.search_experiments():
         for run in client.search_runs([exp.experiment_id]):
-            tags[run.info.run_name] = run.data.tags
+            stage = run.data.tags.get("stage", run.info.run_name)
+            tags[stage] = run.data.tags
             for key in run.data.metrics:
                 if not any(t in key for t in TIMING):
                     history = client.get_metric_history(run.info.run_id, key)
-                    values[(run.info.run_name, key)] = [(m.step, m.value) for m in history]
+                    values[(stage, key)] = [(m.step, m.value) for m in history]
     return values, tags
 
 
