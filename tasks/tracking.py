@@ -224,8 +224,9 @@ def _produce(recipe: Recipe, stage: str, key: str, out_dir: Path, body, parent_r
 
     init_model, scored_model = models
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed_and_pin(recipe.seed)
-    run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **provenance(recipe.seed), **(tags or {})}
+    threads_chosen_by = seed_and_pin(recipe.seed)
+    run_tags = {"stage": stage, "stage_key": key, "recipe": recipe.name, **provenance(recipe.seed, threads_chosen_by),
+                **(tags or {})}
     resume_id = _unfinished_run(out_dir)
     with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else stage,
                           parent_run_id=None if resume_id else parent_run_id,
