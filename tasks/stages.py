@@ -125,8 +125,9 @@ def _produce(recipe: Recipe, spec: StageSpec, out_dir: Path, hooks: StageHooks, 
     init_model = spec.init.model_id if spec.init else None
     scored_model = spec.scored.model_id if spec.scored else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed_and_pin(recipe.seed)
-    run_tags = {"stage": spec.name, "stage_key": spec.key, "recipe": recipe.name, **provenance(recipe.seed),
+    threads_chosen_by = seed_and_pin(recipe.seed)
+    run_tags = {"stage": spec.name, "stage_key": spec.key, "recipe": recipe.name,
+                **provenance(recipe.seed, threads_chosen_by),
                 **spec.tags, **tags}
     resume_id = _unfinished_run(out_dir)
     with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else spec.name,

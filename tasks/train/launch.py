@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks.layout import METRICS_FILE
-from tasks.reproducibility import CPU_MATH_ENV, OFFLINE_ENV
+from tasks.reproducibility import OFFLINE_ENV, THREADS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ def worker_env(run_id: str | None, tracking_uri: str | None, base: Mapping[str, 
     the launcher's settings on top."""
     base = os.environ if base is None else base
     # One thread per rank, as torchrun does, unless the user chose a count: ranks share the cores.
-    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if base.get(k) in (None, CPU_MATH_ENV[k])}
+    chosen = base.get(THREADS_ENV, "auto") != "auto"
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if not (chosen or base.get(k))}
     env = {**OFFLINE_ENV, **base, **threads, WORKER_ENV: "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH")) if p)}
     if run_id:

@@ -52,6 +52,10 @@ def test_launch_command_and_worker_environment(monkeypatch):
     assert accelerate_command(Launcher(num_processes=2), [])[4].endswith("cpu_2proc.yaml")  # no GPU here
     env = worker_env("run123", "sqlite:///x.db")
     assert env["MLFLOW_RUN_ID"] == "run123" and env["MLFLOW_TRACKING_URI"] == "sqlite:///x.db"
+    # one thread per rank unless the user chose a count
+    assert worker_env(None, None, base={})["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in worker_env(None, None, base={"RLVR_CPU_THREADS": "3"})
+    assert worker_env(None, None, base={"OMP_NUM_THREADS": "4"})["OMP_NUM_THREADS"] == "4"
     assert should_launch(launcher) and not should_launch(Launcher())
     monkeypatch.setenv(WORKER_ENV, "1")
     assert not should_launch(launcher)  # a worker trains; it never launches again
