@@ -59,7 +59,15 @@ def test_two_fresh_runs_of_the_tiny_recipe_log_identical_metrics(tmp_path):
     _run_tiny(tmp_path / "b", one_core=True)
     (a, tags), (b, _) = _logged(tmp_path / "a"), _logged(tmp_path / "b")
     assert len(a) > 40 and ("sft", "train_loss") in a and ("eval-grpo-stage-1", "heldout/pass_at_1") in a
-    assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    # TRL's logged token-mean entropy is one large reduction that ATen splits by thread count: it
+    # may move in the 8th digit between 1 and 2 threads. Nothing trains on it; the rest is exact.
+    split = {k for k in a if "entropy" in k[1]}
+    assert set(a) == set(b)
+    assert {k: v for k, v in a.items() if k not in split} == {k: v for k, v in b.items() if k not in split}, \
+        {k: (a.get(k), b.get(k)) for k in set(a) - split if a.get(k) != b.get(k)}
+    for k in split:
+        assert [s for s, _ in a[k]] == [s for s, _ in b[k]]
+        assert all(abs(x - y) <= 1e-6 * max(abs(x), 1.0) for (_, x), (_, y) in zip(a[k], b[k])), (k, a[k], b[k])
 
     sft = tags["sft"]  # what the numbers depend on, recorded on every stage run
     assert sft["repro.lock_sha256"] == hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()[:16]
