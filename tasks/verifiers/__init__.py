@@ -29,18 +29,20 @@ from tasks.verifiers.math import (
     extract_final_answer,
     score_math_answer,
 )
+from tasks.verifiers.sql import SqlExecutionReward
 
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
     CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
-    RandomReward,
+    RandomReward, SqlExecutionReward,
 ]
 
 
 
 class FamilyReward(Reward):
     """Mixtures: each row scored by the registered verifier its task family names (default:
-    math -> math_answer_reward, countdown -> equation_reward, code -> code_reward).
+    math -> math_answer_reward, countdown -> equation_reward, code -> code_reward,
+    sql -> sql_execution_reward).
 
     Scoring rule: that verifier's score for the row; ``None`` for a family not in ``by_family``.
     One name for the places a recipe takes a single verifier (``data.verifier`` for cold-start
@@ -48,7 +50,8 @@ class FamilyReward(Reward):
     """
 
     name = "family_reward"
-    PARAMS = {"by_family": {"math": "math_answer_reward", "countdown": "equation_reward", "code": "code_reward"}}
+    PARAMS = {"by_family": {"math": "math_answer_reward", "countdown": "equation_reward", "code": "code_reward",
+                            "sql": "sql_execution_reward"}}
 
     def _validate(self) -> None:
         bad = [v for v in self.params["by_family"].values() if v not in REWARDS or v == self.name]
