@@ -9,7 +9,8 @@ database: `db_path` (a SQLite file) or `db_sql` (its SQL text, embedded rows).
 Spider/BIRD (`format: spider`): rows with `db_id`, `question`, `query` (Spider) or `SQL`
 (BIRD), optional `evidence`; databases at `<database_dir>/<db_id>/<db_id>.sqlite` (the
 source's `database_dir`, default: the `database` folder beside the file). Spider and BIRD ship
-JSON arrays (`train_spider.json`); `read_jsonl` reads those too.
+JSON arrays (`train_spider.json`); `read_jsonl` reads those too. They have no worked reasoning,
+so a row's cold-start trace is its gold query after an empty think block.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def spider_row(raw: dict, database_dir: Path, sample_rows: int = 0) -> dict:
     if raw.get("evidence"):
         nl = f"{nl}\nHint: {raw['evidence']}"
     keep = {k: v for k, v in raw.items() if k not in ("question", "query", "SQL")}
-    row = {**keep, "family": raw.get("family") or "sql", "answer": gold, "nl_question": nl}
+    row = {**keep, "family": raw.get("family") or "sql", "answer": gold, "nl_question": nl,
+           "reasoning": raw.get("reasoning", "")}  # no worked trace: the cold-start trace is the gold query
     if not isinstance(db_id, str) or not db_id:
         return {**row, "_invalid": "missing database: no db_id"}
     path = Path(database_dir) / db_id / f"{db_id}.sqlite"
