@@ -26,6 +26,7 @@ from tasks.redact import redact_logs, secret_values
 from tasks.tracking import set_embedded_env, tracking_uri
 from tasks.verifiers import build_reward
 from tasks.verifiers.report import format_report, join_completions, verify_completions
+from tasks.verifiers.rows import row_fields
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,6 +124,7 @@ def _verify(recipe, args) -> int:
             return 2
     rows = join_completions(list(read_jsonl(Path(args.completions))),
                             list(read_jsonl(Path(args.data))) if args.data else None)
+    rows = [row_fields(r) for r in rows]  # metadata fields (tests, db_sql, ...) as columns, as in GRPO
     print(format_report(verify_completions(rows, rewards)))
     return 0
 

@@ -202,13 +202,13 @@ def database_file(db_sql: str) -> Path:
     open it read-only."""
     path = _cache_dir() / f"{hashlib.sha256(db_sql.encode()).hexdigest()[:32]}.sqlite"
     if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp)
+        conn = sqlite3.connect(":memory:")  # built in memory and written in one go: no journal, no fsync
         try:
             conn.executescript(db_sql)
-            conn.commit()
+            image = conn.serialize()
         finally:
             conn.close()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(image)
         os.replace(tmp, path)
     return path

@@ -32,3 +32,17 @@ def test_verify_scores_a_completions_file(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "math_answer_reward: mean 1.0000 over 1/1 rows" in res.stdout
     assert "format_reward: mean 1.0000" in res.stdout
+
+
+def test_verify_scores_sql_completions_joined_with_curated_rows(tmp_path):
+    from tasks.data.synthetic import generate
+
+    rows = generate("sql", n=2, seed=0)  # the row's database travels in its metadata (db_sql)
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    comps = [{"id": rows[0]["id"], "completion": f"<think>\n</think>\n<answer>{rows[0]['answer']}</answer>"},
+             {"id": rows[1]["id"], "completion": "<think>\n</think>\n<answer>SELECT 1 FROM nowhere</answer>"}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in comps))
+    res = _rlvr("verify", str(CONFIGS / "tiny-sql.yaml"), "--completions", str(tmp_path / "c.jsonl"),
+                "--data", str(tmp_path / "rows.jsonl"))
+    assert res.returncode == 0, res.stderr
+    assert "sql_execution_reward: mean 0.5000 over 2/2 rows" in res.stdout
