@@ -157,3 +157,24 @@ def smollm2_dir(smollm2_runs_dir):
     from tasks.modeling import convert_gguf, find_gguf
 
     return convert_gguf(find_gguf(SMOLLM2_GGUF), smollm2_runs_dir)
+SPIDER = REPO / "tests" / "fixtures" / "formats" / "spider"
+
+
+@pytest.fixture()
+def spider_dir(tmp_path):
+    """The Spider/BIRD fixture laid out as the datasets ship: the question files, and
+    `database/<db_id>/<db_id>.sqlite` built here from the committed SQL text (no binaries in git)."""
+    import shutil
+    import sqlite3
+
+    root = tmp_path / "spider"
+    (root / "database").mkdir(parents=True)
+    for f in SPIDER.glob("*.json"):
+        shutil.copy(f, root / f.name)
+    for script in SPIDER.glob("*.sql"):
+        (root / "database" / script.stem).mkdir()
+        conn = sqlite3.connect(root / "database" / script.stem / f"{script.stem}.sqlite")
+        conn.executescript(script.read_text())
+        conn.commit()
+        conn.close()
+    return root

@@ -35,7 +35,8 @@ from tasks.data.cold_start import ColdStartPicker, format_completion
 from tasks.data.decontaminate import BenchmarkIndex, benchmark_sources, describe
 from tasks.data.dedup import MinHasher, earliest_duplicate
 from tasks.data.ngrams import WordHashes
-from tasks.data.sources import hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
+from tasks.data.sources import comparison_text, hf_fingerprint, iter_source_rows, prompt_messages, read_jsonl
+from tasks.data.sql import gold_problem
 from tasks.environments import environment_row_problem
 from tasks.layout import QUARANTINE, SPLITS, file_digest, split_file
 from tasks.modeling import pretrained_path
@@ -119,6 +120,12 @@ def validation_reason(row: dict, cfg: DataSection, prompt_tokens: int | None = N
         meta = json.loads(meta) if isinstance(meta, str) else meta or {}
         if not isinstance(meta.get("numbers"), list) or not isinstance(meta.get("target"), (int, float)):
             return "missing countdown numbers/target: map them with columns: {numbers: nums}"
+    elif row.get("family") == "sql":  # judged by running the gold query on the row's database
+        meta = row.get("metadata")
+        if not row.get("answer"):
+            return "missing gold answer"
+        if problem := gold_problem(json.loads(meta) if isinstance(meta, str) else meta or {}, row["answer"]):
+            return problem
     elif not row.get("answer"):
         return "missing gold answer"
     if cfg.environment and (problem := environment_row_problem(cfg.environment, cfg.environment_params, row)):
@@ -152,7 +159,7 @@ def _annotate(batch: pa.Table, cfg: DataSection, hasher: MinHasher | None, index
     rows = batch.to_pylist()
     tokens = _prompt_tokens(rows, tokenizer, cfg.system_prompt) if tokenizer else [None] * len(rows)
     reasons = [validation_reason(r, cfg, t) for r, t in zip(rows, tokens)]
-    questions = [r["question"] if reason is None else "" for r, reason in zip(rows, reasons)]
+    questions = [comparison_text(r) if reason is None else "" for r, reason in zip(rows, reasons)]
     hit_lists = index.find(questions)
     for i, hits in enumerate(hit_lists):
         if hits:
@@ -286,12 +293,12 @@ def _decide(cfg: DataSection, rows: pa.Table, notes: pa.Table, index: BenchmarkI
     writers.write("eval", eval_rows)
     heldout = BenchmarkIndex(cfg.decontamination.ngram)
     if eval_rows:
-        heldout.add(HELDOUT, [r["question"] for r in eval_rows], [r["id"] for r in eval_rows])
+        heldout.add(HELDOUT, [comparison_text(r) for r in eval_rows], [r["id"] for r in eval_rows])
     rest = kept[cfg.eval_size:]
     for start in range(0, len(rest), _CHUNK):
         chunk = _take_rows(batches, starts, rest[start: start + _CHUNK])
         clean = []
-        for row, found in zip(chunk, heldout.find([r["question"] for r in chunk])):
+        for row, found in zip(chunk, heldout.find([comparison_text(r) for r in chunk])):
             if found:
                 hits[HELDOUT] += 1
                 writers.write("quarantine", [{**row, "reason": describe(found, heldout.ngram)}])

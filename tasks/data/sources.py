@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tasks.data.formats import from_format
+from tasks.data.sql import SQL_FORMATS, spider_row
 from tasks.data.synthetic import generate
 from tasks.layout import file_digest
 from tasks.recipe import Source
@@ -36,8 +37,14 @@ _BATCH = 5000
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
-    """Rows of a JSONL file; a line that is not a JSON object yields {"_invalid": why}."""
+    """Rows of a JSONL file (or of a JSON array, as Spider and BIRD ship); a line (an item) that
+    is not a JSON object yields {"_invalid": why}."""
     with Path(path).open(encoding="utf-8", errors="replace") as f:
+        head = f.read(4096).lstrip()
+        f.seek(0)
+        if head.startswith("["):
+            yield from _json_array(f)
+            return
         for i, line in enumerate(f):
             if not line.strip():
                 continue
@@ -47,6 +54,27 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 yield {"_invalid": f"unreadable: line {i + 1}: {e}"}
                 continue
             yield row if isinstance(row, dict) else {"_invalid": f"unreadable: line {i + 1} is not a JSON object"}
+
+
+def _json_array(f) -> Iterator[dict]:
+    try:
+        items = json.load(f)
+    except json.JSONDecodeError as e:
+        yield {"_invalid": f"unreadable: {e}"}
+        return
+    for i, row in enumerate(items):
+        yield row if isinstance(row, dict) else {"_invalid": f"unreadable: item {i + 1} is not a JSON object"}
+
+
+def comparison_text(row: dict) -> str:
+    """The text curation compares for duplicates and contamination: the question, or for a SQL
+    row its database id and natural-language question (rows on one database share the schema
+    that fills most of their prompt)."""
+    meta = row.get("metadata")
+    meta = json.loads(meta) if isinstance(meta, str) else meta or {}
+    if meta.get("nl_question") and meta.get("db_id"):
+        return f"{meta['db_id']} {meta['nl_question']}"
+    return row.get("question") or ""
 
 
 def prompt_messages(row: dict, system_prompt: str | None = None) -> list[dict]:
@@ -201,7 +229,11 @@ def _prompt_from_messages(messages: Any) -> tuple[list[dict] | None, str | None,
 def canonical_row(raw: dict, src: Source, default_id: str, label: str | None = None) -> dict:
     """One raw row in the canonical schema (see the module docstring)."""
     rename = {v: k for k, v in src.columns.items()}
-    r = {rename.get(k, k): v for k, v in from_format(raw, src.format).items()}
+    if src.format in SQL_FORMATS:
+        native = spider_row(raw, src.database_path, src.schema_sample_rows)
+    else:
+        native = from_format(raw, src.format)
+    r = {rename.get(k, k): v for k, v in native.items()}
     invalid = r.pop("_invalid", None)
     bad = [k for k, v in r.items() if _has_surrogates(v)]
     if bad and not invalid:

@@ -7,7 +7,8 @@ Example row of `arithmetic`:
 
 `countdown` rows (TinyZero's task) carry `metadata: {numbers, target}` for equation_reward;
 `code` rows carry `metadata: {tests}` (assert and stdin/stdout tests) for code_reward; their
-`answer` is a reference solution (an equation, a fenced Python block).
+`answer` is a reference solution (an equation, a fenced Python block). `sql` rows (tasks.data.sql)
+carry their own small database as SQL text (`metadata.db_sql`) and a gold query as `answer`.
 
 `reasoning` is a correct worked solution, used to build the cold-start SFT set; the rewards
 read the row's columns and metadata (tasks.verifiers.rows).
@@ -16,6 +17,8 @@ read the row's columns and metadata (tasks.verifiers.rows).
 from __future__ import annotations
 
 import random
+
+from tasks.data.sql import generate_sql_rows
 
 GENERATORS: dict[str, callable] = {}
 
@@ -196,6 +199,13 @@ def shop(n: int, seed: int, items: int = 4, max_price: int = 9, max_qty: int = 5
             "metadata": {"catalog": catalog, "ask": ask, **({} if guess else {"calls": shop_calls(ask)})},
         })
     return rows
+
+
+@_register
+def sql(n: int, seed: int, max_tables: int = 3, max_rows: int = 8) -> list[dict]:
+    """Text-to-SQL on random databases (one to `max_tables` tables with keys); prompt = CREATE
+    statements + a templated question, answer = the gold query (tasks.data.sql.generate_sql_rows)."""
+    return generate_sql_rows(n, seed, max_tables=max_tables, max_rows=max_rows)
 
 
 def generate(name: str, n: int, seed: int, **params) -> list[dict]:

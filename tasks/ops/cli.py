@@ -29,6 +29,7 @@ from tasks.verifiers import build_reward
 from tasks.verifiers.audit_judge import build_judge
 from tasks.verifiers.audit_report import audit_completions, audit_text
 from tasks.verifiers.report import format_report, join_completions, verify_completions
+from tasks.verifiers.rows import row_fields
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,6 +131,7 @@ def _verify(recipe, args) -> int:
             return 2
     rows = join_completions(list(read_jsonl(Path(args.completions))),
                             list(read_jsonl(Path(args.data))) if args.data else None)
+    rows = [row_fields(r) for r in rows]  # metadata fields (tests, db_sql, ...) as columns, as in GRPO
     print(format_report(verify_completions(rows, rewards), stages))
     if args.audit:
         print(audit_text(audit_completions(rows, rewards, build_judge(stages[0].audit.judge))))

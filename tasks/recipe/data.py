@@ -21,10 +21,14 @@ class Source(Section):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column <- source column, e.g. {question: problem}. "
                                           "Canonical: id, question (or messages), answer, reasoning, family, source.")
-    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench",
-                    "function_calling"] = Field(
-        "canonical", description="A code dataset's native layout, read into question, answer and tests "
-                                 "(tasks/data/formats.py, docs/curation.md#dataset-formats).")
+    format: Literal["canonical", "countdown", "mbpp", "humaneval", "apps", "livecodebench", "function_calling",
+                    "spider", "bird"] = Field(
+        "canonical", description="A dataset's native layout, read into question, answer and tests or database "
+                                 "(tasks/data/formats.py, tasks/data/sql.py, docs/curation.md#dataset-formats).")
+    database_dir: str | None = Field(None, description="spider/bird: the folder holding <db_id>/<db_id>.sqlite. "
+                                                       "Empty: the `database` folder beside the file.")
+    schema_sample_rows: int = Field(0, ge=0, le=20, description="spider/bird: rows of each table shown under its "
+                                                                 "CREATE statement in the prompt.")
     answer_format: Literal["plain", "gsm8k", "boxed"] = Field(
         "plain", description="How the gold answer is written in the source's answer column.")
     family: str = Field("math", description="Task family of rows without a `family` column (math, code, ...: "
@@ -42,6 +46,11 @@ class Source(Section):
         if self.kind == "synthetic" and self.n is None:
             raise ValueError("a synthetic source needs `n`, the number of rows to generate")
         return self
+
+    @property
+    def database_path(self) -> Path:
+        """spider/bird: the folder of the databases."""
+        return Path(self.database_dir) if self.database_dir else Path(self.name).parent / "database"
 
     @property
     def label(self) -> str:

@@ -29,19 +29,21 @@ from tasks.verifiers.math import (
     extract_final_answer,
     score_math_answer,
 )
+from tasks.verifiers.sql import SqlExecutionReward
 from tasks.verifiers.tools import ToolAnswerReward, ToolCallMatchReward, ToolCallReward
 
 _CLASSES: list[type[Reward]] = [
     MathAnswerReward, FormatReward, TagCountReward, ExactMatchReward, NumericMatchReward, EquationReward,
     CodeReward, LanguageConsistencyReward, SoftOverlongReward, CosineLengthReward, RepetitionPenaltyReward,
-    RandomReward, ToolAnswerReward, ToolCallReward, ToolCallMatchReward,
+    RandomReward, ToolAnswerReward, ToolCallReward, ToolCallMatchReward, SqlExecutionReward,
 ]
 
 
 
 class FamilyReward(Reward):
     """Mixtures: each row scored by the registered verifier its task family names (default:
-    math -> math_answer_reward, countdown -> equation_reward, code -> code_reward).
+    math -> math_answer_reward, countdown -> equation_reward, code -> code_reward,
+    sql -> sql_execution_reward).
 
     Scoring rule: that verifier's score for the row; ``None`` for a family not in ``by_family``.
     One name for the places a recipe takes a single verifier (``data.verifier`` for cold-start
@@ -49,7 +51,8 @@ class FamilyReward(Reward):
     """
 
     name = "family_reward"
-    PARAMS = {"by_family": {"math": "math_answer_reward", "countdown": "equation_reward", "code": "code_reward"}}
+    PARAMS = {"by_family": {"math": "math_answer_reward", "countdown": "equation_reward", "code": "code_reward",
+                            "sql": "sql_execution_reward"}}
 
     def _validate(self) -> None:
         bad = [v for v in self.params["by_family"].values() if v not in REWARDS or v == self.name]

@@ -16,8 +16,8 @@ from tests.conftest import CONFIGS
 pytestmark = pytest.mark.integration
 
 
-def _run(recipe_name: str, tmp_path):
-    recipe = load_recipe(CONFIGS / f"{recipe_name}.yaml", [f"tracking.runs_dir={tmp_path / 'runs'}"])
+def _run(recipe_name: str, tmp_path, overrides=()):
+    recipe = load_recipe(CONFIGS / f"{recipe_name}.yaml", [f"tracking.runs_dir={tmp_path / 'runs'}", *overrides])
     summary = pipeline_flow(recipe)
     client = MlflowClient()
     runs = client.search_runs([client.get_run(summary["parent_run_id"]).info.experiment_id],
@@ -41,7 +41,7 @@ def _assert_every_reward_scored(recipe, client, children):
     assert not {f"monitor.{m}" for m in ("entropy_collapse", "kl_blowup", "unscored_reward")} & set(tags), tags
 
 
-@pytest.mark.parametrize("recipe_name", ["tiny-countdown", "tiny-code", "tiny-tools"])
+@pytest.mark.parametrize("recipe_name", ["tiny-countdown", "tiny-code", "tiny-tools", "tiny-sql"])
 def test_a_family_recipe_trains_and_evaluates_with_every_reward_scored(recipe_name, prefect_server, tmp_path):
     recipe, client, children = _run(recipe_name, tmp_path)
     _assert_every_reward_scored(recipe, client, children)
@@ -59,17 +59,31 @@ def test_a_family_recipe_trains_and_evaluates_with_every_reward_scored(recipe_na
         assert 0 < len(traces) <= 16 and traces[0].info.tags["stage"] == "eval-heldout"
 
 
+def test_spider_layout_rows_go_from_curation_to_evaluation(prefect_server, tmp_path, spider_dir):
+    """The Spider-layout fixture (databases built from SQL text) through every stage of tiny-sql:
+    unusable rows quarantined at curation, the rest trained on and scored by execution."""
+    recipe, client, children = _run("tiny-sql", tmp_path, [
+        "name=tiny-spider", f"data.sources=[{{kind: jsonl, name: {spider_dir / 'train_spider.json'}, format: spider}}]",
+        "data.eval_size=4", "data.sft_size=8", "sft.max_length=512"])
+    data = client.get_run(children["data"].info.run_id).data.metrics
+    assert data["rows/quarantined"] == 3 and data["quarantine/bad_gold_query"] == 2
+    _assert_every_reward_scored(recipe, client, children)
+    ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
+    assert 0.0 <= ev["heldout/sql/pass_at_1"] <= 1.0 and ev["heldout/docs"] == 4
+
+
 def test_a_mixture_scores_each_family_with_its_own_verifiers_and_reports_each(prefect_server, tmp_path):
     recipe, client, children = _run("tiny-mixture", tmp_path)
     _assert_every_reward_scored(recipe, client, children)
     grpo = client.get_run(children["grpo-stage-1"].info.run_id).data.metrics
+    families = {"math", "countdown", "code", "sql"}
     for reward, family in [("math_answer_reward", "math"), ("equation_reward", "countdown"),
-                           ("code_reward", "code")]:
+                           ("code_reward", "code"), ("sql_execution_reward", "sql")]:
         assert f"rewards/{reward}/{family}/mean" in grpo
-        others = {"math", "countdown", "code"} - {family}
+        others = families - {family}
         assert not any(f"rewards/{reward}/{o}/mean" in grpo for o in others)  # routed: None elsewhere
     ev = client.get_run(children["eval-grpo-stage-1"].info.run_id).data.metrics
-    assert {f"heldout/{f}/pass_at_1" for f in ("math", "countdown", "code")} <= set(ev)
+    assert {f"heldout/{f}/pass_at_1" for f in families} <= set(ev)
 
 
 def test_real_gsm8k_curated_trained_and_evaluated_with_lm_eval_gsm8k(prefect_server, tmp_path):

@@ -45,3 +45,15 @@ def test_verify_audit_reports_rates_and_the_disagreeing_completions(tmp_path):
     assert "false negatives: 50.0% (95% Wilson 9.5%-90.5%) of 2 checked" in res.stdout
     assert "false positives: 0.0% (95% Wilson 0.0%-79.3%) of 1 checked" in res.stdout
     assert "[false_negative] math_answer_reward via exact_number: gold '1000', answer '1,000'" in res.stdout
+def test_verify_scores_sql_completions_joined_with_curated_rows(tmp_path):
+    from tasks.data.synthetic import generate
+
+    rows = generate("sql", n=2, seed=0)  # the row's database travels in its metadata (db_sql)
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    comps = [{"id": rows[0]["id"], "completion": f"<think>\n</think>\n<answer>{rows[0]['answer']}</answer>"},
+             {"id": rows[1]["id"], "completion": "<think>\n</think>\n<answer>SELECT 1 FROM nowhere</answer>"}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in comps))
+    res = _rlvr("verify", str(CONFIGS / "tiny-sql.yaml"), "--completions", str(tmp_path / "c.jsonl"),
+                "--data", str(tmp_path / "rows.jsonl"))
+    assert res.returncode == 0, res.stderr
+    assert "sql_execution_reward: mean 0.5000 over 2/2 rows" in res.stdout
