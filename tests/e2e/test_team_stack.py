@@ -199,14 +199,14 @@ def test_mlflow_ui_shows_lineage_of_the_stage_runs(team, two_pipelines, browser)
             page.get_by_text(f"{dataset} ({run.inputs.dataset_inputs[0].dataset.digest})").wait_for()  # Datasets
             _close_assistant(page)
             made = page.locator(f"a[href*='/models/{run.outputs.model_outputs[0].model_id}']")
-            made.wait_for()  # Logged models: the output ...
-            page.locator(f"a[href*='/models/{run.inputs.model_inputs[0].model_id}']", has_text=source).wait_for()
+            made.first.wait_for()  # Logged models: the output (linked from several panels of the training view) ...
+            page.locator(f"a[href*='/models/{run.inputs.model_inputs[0].model_id}']", has_text=source).first.wait_for()
             page.get_by_text("Logged models (2)").scroll_into_view_if_needed()  # ... and the input it started from
             shot(page, f"team-{n}-{stage}-run-datasets-and-logged-models")
         version = client.get_model_version_by_alias("rlvr-tiny", "champion")
         final = version.source.removeprefix("models:/")
         page.goto(f"{team['mlflow']}/#/models/rlvr-tiny/versions/{version.version}")
-        page.locator(f"a[href*='/models/{final}']", has_text="grpo-stage-1").wait_for()  # "Source Model"
+        page.locator(f"a[href*='/models/{final}']", has_text="grpo-stage-1").first.wait_for()  # "Source Model"
         _close_assistant(page)
         shot(page, "team-13-registered-version-links-its-logged-model")
         page.locator(f"a[href*='/models/{final}']").first.click()
