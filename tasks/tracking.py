@@ -20,11 +20,25 @@ from typing import Any
 from tasks.layout import file_digest
 from tasks.lineage import jsonl_dataset_input, log_inputs
 from tasks.locking import file_lock, try_lock
-from tasks.ops.run_notes import tag_experiment_kind
 from tasks.recipe import TrackingSection
 from tasks.reproducibility import set_embedded_env
 
 log = logging.getLogger(__name__)
+
+
+#: MLflow 3 picks an experiment's page layout from this tag: without it a new experiment with
+#: traces opens as a generative-AI app (traces, "Agent versions"); this one is model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def tag_experiment_kind(experiment_id: str) -> None:
+    """Mark the experiment as model training, for new and existing experiments alike."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def tracking_uri(cfg: TrackingSection) -> str:

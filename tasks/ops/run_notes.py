@@ -22,24 +22,11 @@ from tasks.redact import redact_override
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: MLflow 3 picks an experiment's page layout from this tag: without it a new experiment with
-#: traces opens as a generative-AI app (traces, "Agent versions"); this one is model training.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"
 #: Parent-run tags: the one-line cause of a failure, and the stages whose monitors tripped.
 ERROR_TAG = "error"
 WARNINGS_TAG = "monitor_warnings"
 #: MLflow shows this tag as the run's description.
 NOTE_TAG = "mlflow.note.content"
-
-
-def tag_experiment_kind(experiment_id: str) -> None:
-    """Mark the experiment as model training, for new and existing experiments alike."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def pipeline_run_name(recipe: Recipe, now: float | None = None) -> str:

@@ -268,7 +268,8 @@ def _close_assistant(page) -> None:
 
 
 def test_mlflow_opens_the_training_view_with_readable_names_and_sources(stack, page):
-    from tasks.ops.run_notes import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, WARNINGS_TAG
+    from tasks.ops.run_notes import WARNINGS_TAG
+    from tasks.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
     from tasks.train.monitors import read_trips
 
     client, exp, parent = _parent(stack, "tiny-ui")

@@ -4,8 +4,6 @@ import mlflow
 from mlflow import MlflowClient
 
 from tasks.ops.run_notes import (
-    EXPERIMENT_KIND,
-    EXPERIMENT_KIND_TAG,
     failure_line,
     note_failure,
     pipeline_run_name,
@@ -13,7 +11,7 @@ from tasks.ops.run_notes import (
     warnings_line,
     warnings_markdown,
 )
-from tasks.tracking import configure_tracking
+from tasks.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, configure_tracking
 
 
 def test_pipeline_runs_of_one_recipe_get_names_that_tell_them_apart(tiny_recipe):
